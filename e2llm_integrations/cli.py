@@ -1,0 +1,164 @@
+"""The ``e2llm`` command line: ``ask``, ``info`` and the training/evaluation commands.
+
+Answers go to stdout; diagnostics go to stderr; bad input exits with status 2 and a
+message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+logger = logging.getLogger("e2llm")
+
+EXIT_USAGE = 2
+
+
+class CLIError(Exception):
+    """A user error reported as one line on stderr with exit status 2."""
+
+
+def _collect_documents(paths: Sequence[str]) -> list[Path | str]:
+    docs: list[Path | str] = []
+    for raw in paths:
+        if raw == "-":
+            docs.append(sys.stdin.read())
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise CLIError(f"Folder {path} holds no files.")
+            docs.extend(files)
+        elif path.is_file():
+            docs.append(path)
+        else:
+            raise CLIError(f"{path} does not exist. Pass text files, folders, or - for stdin.")
+    return docs
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from .core import E2LLMPipeline, GenerationConfig
+
+    if args.question is None:
+        # `--docs A B "question"`: argparse gives the trailing question to --docs.
+        if len(args.docs) < 2:
+            raise CLIError('Give a question: e2llm ask --docs FILE [FILE ...] "question"')
+        args.question = args.docs.pop()
+    docs = _collect_documents(args.docs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the pipeline logs the same warnings
+        pipe = E2LLMPipeline.from_pretrained(checkpoint=args.checkpoint, device=args.device)
+    try:
+        corpus = pipe.encode(docs)
+    except ValueError as err:
+        raise CLIError(str(err)) from err
+    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    if args.stream:
+        usage = None
+        for piece in pipe.stream(corpus, args.question, gen):
+            sys.stdout.write(piece.text)
+            sys.stdout.flush()
+            usage = piece.usage or usage
+        sys.stdout.write("\n")
+    else:
+        result = pipe.ask(corpus, args.question, gen)
+        print(result.text)
+        usage = result.usage
+    if usage is not None:
+        logger.info("usage: %s", json.dumps(usage.to_dict()))
+    if not pipe.trained:
+        logger.warning("The answer above came from an UNTRAINED adapter and is noise.")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import __version__
+    from .core.config import DEFAULT_DECODER, DEFAULT_ENCODER
+    from .core.models import BUNDLED, cache_dir
+    from .core.pipeline import default_checkpoint
+
+    info = {
+        "version": __version__,
+        "cache_dir": str(cache_dir()),
+        "default_checkpoint": str(default_checkpoint() or "none (untrained adapter)"),
+        "default_encoder": DEFAULT_ENCODER,
+        "default_decoder": DEFAULT_DECODER,
+        "bundled_models": {
+            name: {
+                "package": m.package,
+                "installed": importlib.util.find_spec(m.package) is not None,
+                "install": m.install_hint,
+            }
+            for name, m in BUNDLED.items()
+        },
+    }
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def _add_ask(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("ask", help="answer a question over documents")
+    p.add_argument("question", nargs="?", help="the question to answer")
+    p.add_argument("--docs", nargs="+", required=True, help="files, folders, or - for stdin")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: shipped)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    p.add_argument("--stream", action="store_true", help="print tokens as they come")
+    p.set_defaults(func=cmd_ask)
+
+
+def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
+    """Subcommands defined next to the code they run (training, data, evaluation)."""
+    registrars = []
+    for module, attr in (
+        ("e2llm_integrations.core.training.cli", "add_commands"),
+        ("e2llm_integrations.eval.cli", "add_commands"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ModuleNotFoundError as err:
+            if err.name and module.startswith(err.name):
+                continue
+            raise
+        registrars.append(getattr(mod, attr))
+    return registrars
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="e2llm", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_ask(sub)
+    sub.add_parser("info", help="models, checkpoint and cache locations").set_defaults(func=cmd_info)
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as err:
+        print(f"e2llm: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, TypeError) as err:
+        print(f"e2llm: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

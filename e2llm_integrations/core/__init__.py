@@ -1,0 +1,36 @@
+"""Core E2LLM: chunking, encoder, adapter, model, checkpoints, pipeline.
+
+This subpackage never imports LangChain, LlamaIndex or FAISS.
+"""
+
+from .chunking import Chunk, Chunker
+from .config import (
+    AdapterConfig,
+    ChunkingConfig,
+    DecoderConfig,
+    E2LLMConfig,
+    EncoderConfig,
+    LoraSettings,
+)
+from .corpus import EncodedCorpus
+from .generation import GenerationChunk, GenerationConfig, Usage
+from .model import E2LLMModel, GenerationResult
+from .pipeline import E2LLMPipeline
+
+__all__ = [
+    "AdapterConfig",
+    "Chunk",
+    "Chunker",
+    "ChunkingConfig",
+    "DecoderConfig",
+    "E2LLMConfig",
+    "E2LLMModel",
+    "E2LLMPipeline",
+    "EncodedCorpus",
+    "EncoderConfig",
+    "GenerationChunk",
+    "GenerationConfig",
+    "GenerationResult",
+    "LoraSettings",
+    "Usage",
+]

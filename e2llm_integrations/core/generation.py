@@ -1,0 +1,181 @@
+"""Token-by-token decoding from ``inputs_embeds`` with a KV cache, stop strings and usage."""
+
+from __future__ import annotations
+
+import inspect
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding options.
+
+    Attributes:
+        max_new_tokens: Upper bound on generated tokens.
+        temperature: 0 for greedy decoding, > 0 to sample.
+        top_p: Nucleus sampling mass when sampling.
+        stop: Strings that end generation (not included in the output).
+        seed: Seed for sampling; ``None`` draws from torch's global generator.
+    """
+
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: Sequence[str] = field(default_factory=tuple)
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
+        if isinstance(self.stop, str):
+            self.stop = (self.stop,)
+
+
+@dataclass
+class Usage:
+    """What one call cost and what it represented.
+
+    Attributes:
+        input_positions: Decoder input positions (prompt tokens + soft tokens).
+        context_tokens: Decoder tokens the raw chunk texts would have taken.
+        soft_tokens: Soft tokens given to the decoder.
+        n_chunks: Chunks represented.
+        output_tokens: Generated tokens.
+    """
+
+    input_positions: int = 0
+    context_tokens: int = 0
+    soft_tokens: int = 0
+    n_chunks: int = 0
+    output_tokens: int = 0
+
+    @property
+    def compression_ratio(self) -> float:
+        """Raw context tokens per soft token (1.0 when there is no context)."""
+        return self.context_tokens / self.soft_tokens if self.soft_tokens else 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_positions": self.input_positions,
+            "context_tokens": self.context_tokens,
+            "soft_tokens": self.soft_tokens,
+            "n_chunks": self.n_chunks,
+            "output_tokens": self.output_tokens,
+            "compression_ratio": round(self.compression_ratio, 3),
+        }
+
+
+@dataclass
+class GenerationChunk:
+    """A piece of streamed output; the last one has ``finish_reason`` and ``usage``."""
+
+    text: str
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """Characters at the end of ``text`` that could still begin a stop string."""
+    hold = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), 0, -1):
+            if text.endswith(stop[:n]):
+                hold = max(hold, n)
+                break
+    if text.endswith("\ufffd"):  # an incomplete multi-byte character
+        hold = max(hold, 1)
+    return hold
+
+
+def _next_token(logits: torch.Tensor, cfg: GenerationConfig, gen: torch.Generator | None) -> int:
+    """Pick the next token from (vocab,) logits."""
+    if cfg.temperature == 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)
+    if cfg.top_p < 1.0:
+        sorted_p, idx = probs.sort(descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < cfg.top_p
+        probs = torch.zeros_like(probs).scatter(0, idx[keep], sorted_p[keep])
+    return int(torch.multinomial(probs, 1, generator=gen))
+
+
+@torch.inference_mode()
+def stream_tokens(
+    decoder: Any,
+    tokenizer: Any,
+    inputs_embeds: torch.Tensor,
+    cfg: GenerationConfig,
+    usage: Usage,
+) -> Iterator[GenerationChunk]:
+    """Decode from (1, P, d) embeddings, yielding text deltas, then a final chunk.
+
+    Stop strings are cut before they are emitted; text that might begin a stop string
+    is held back until it can be decided.
+    """
+    gen = None
+    if cfg.seed is not None:
+        gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    eos = {t for t in _eos_ids(decoder, tokenizer)}
+    cache_kw = _cache_argument(decoder)
+    out = decoder(inputs_embeds=inputs_embeds, use_cache=True)
+    ids: list[int] = []
+    emitted, finish = 0, "length"
+    for _ in range(cfg.max_new_tokens):
+        token = _next_token(out.logits[0, -1].cpu(), cfg, gen)
+        if token in eos:
+            finish = "stop"
+            break
+        ids.append(token)
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        cut = min((i for i in (text.find(s) for s in cfg.stop) if i >= 0), default=-1)
+        if cut >= 0:
+            if cut > emitted:
+                yield GenerationChunk(text[emitted:cut])
+            emitted, finish = cut, "stop"
+            break
+        safe = len(text) - _held_back(text, cfg.stop)
+        if safe > emitted:
+            yield GenerationChunk(text[emitted:safe])
+            emitted = safe
+        next_ids = torch.tensor([[token]], device=inputs_embeds.device)
+        out = decoder(input_ids=next_ids, use_cache=True, **{cache_kw: _cache_of(out)})
+    else:
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        if len(text) > emitted:
+            yield GenerationChunk(text[emitted:])
+    usage.output_tokens = len(ids)
+    yield GenerationChunk("", finish_reason=finish, usage=usage)
+
+
+def _eos_ids(decoder: Any, tokenizer: Any) -> list[int]:
+    ids: list[int] = []
+    for source in (getattr(decoder, "generation_config", None), getattr(decoder, "config", None)):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            ids.append(value)
+        elif isinstance(value, list):
+            ids.extend(value)
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def _cache_argument(decoder: Any) -> str:
+    """Name of the KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    base = decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
+    params = inspect.signature(type(base).forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _cache_of(output: Any) -> Any:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values

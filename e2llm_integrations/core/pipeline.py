@@ -1,0 +1,216 @@
+"""``E2LLMPipeline``: documents + question -> answer. The object integrations wrap."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import CONFIG_NAME, load_checkpoint
+from .chunking import Chunk, Chunker
+from .config import E2LLMConfig
+from .corpus import EncodedCorpus
+from .generation import GenerationChunk, GenerationConfig
+from .model import E2LLMModel, GenerationResult
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+"""The trained checkpoint shipped inside the package (bundled SmolLM2 + MiniLM)."""
+
+ENCODE_BATCH_CHUNKS = 512
+"""Chunks gathered before each encoder pass, bounding memory on huge inputs."""
+
+UNTRAINED_WARNING = (
+    "E2LLM is running with an UNTRAINED adapter: answers are noise. Pass a trained checkpoint "
+    "(checkpoint='path/to/checkpoint', or `e2llm ask --checkpoint PATH`), or train one with "
+    "`e2llm train --config configs/default.yaml`."
+)
+
+Document = str | os.PathLike[str]
+
+
+def default_checkpoint() -> Path | None:
+    """The shipped checkpoint folder, if this installation has one."""
+    return DEFAULT_CHECKPOINT if (DEFAULT_CHECKPOINT / CONFIG_NAME).is_file() else None
+
+
+def read_documents(documents: Iterable[Document]) -> tuple[list[str], list[str]]:
+    """Texts and ids for ``documents``: strings are text, ``os.PathLike`` are files."""
+    if isinstance(documents, str | os.PathLike):
+        raise TypeError("documents must be a list of texts or paths, not a single one; wrap it in [].")
+    texts, ids = [], []
+    for i, doc in enumerate(documents):
+        if isinstance(doc, os.PathLike):
+            path = Path(doc)
+            if not path.is_file():
+                raise ValueError(f"Document path {path} does not exist or is not a file.")
+            try:
+                texts.append(path.read_text(encoding="utf-8"))
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path} is not UTF-8 text ({err}); convert it to text first.") from err
+            ids.append(str(path))
+        elif isinstance(doc, str):
+            texts.append(doc)
+            ids.append(str(i))
+        else:
+            raise TypeError(
+                f"Document {i} is a {type(doc).__name__}; pass str text or a pathlib.Path."
+            )
+    return texts, ids
+
+
+class E2LLMPipeline:
+    """Chunk, encode and answer over long document sets with one E2LLM model.
+
+    Thread-safe: calls that touch the model are serialised by a lock.
+
+    Example:
+        >>> pipe = E2LLMPipeline.from_pretrained()  # doctest: +SKIP
+        >>> corpus = pipe.encode([Path("report.txt")])  # doctest: +SKIP
+        >>> pipe.ask(corpus, "Who wrote the report?").text  # doctest: +SKIP
+    """
+
+    def __init__(self, model: E2LLMModel, trained: bool = True) -> None:
+        self.model = model
+        self.trained = trained
+        self.chunker = Chunker(model.encoder.tokenizer, model.config.chunking)
+        self.lock = threading.RLock()
+        if not trained:
+            warnings.warn(UNTRAINED_WARNING, UserWarning, stacklevel=2)
+            logger.warning(UNTRAINED_WARNING)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        checkpoint: str | Path | None = None,
+        device: str | torch.device | None = None,
+        config: E2LLMConfig | None = None,
+    ) -> E2LLMPipeline:
+        """Load a checkpoint (default: the shipped one), or an untrained model from ``config``."""
+        if config is not None and checkpoint is not None:
+            raise ValueError("Pass either checkpoint= or config=, not both.")
+        if config is None:
+            path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+            if path is not None:
+                return cls(load_checkpoint(path, device=device), trained=True)
+            config = E2LLMConfig()
+        return cls(E2LLMModel.from_config(config, device=device), trained=False)
+
+    @property
+    def fingerprint(self) -> dict[str, Any]:
+        cfg = self.model.config
+        return {
+            "encoder": cfg.encoder.name_or_path,
+            "pooling": cfg.encoder.pooling,
+            "tokens_per_chunk": cfg.encoder.tokens_per_chunk,
+            "token_states": self.model.encoder.token_states,
+            "chunk_tokens": cfg.chunking.chunk_tokens,
+            "overlap_tokens": cfg.chunking.overlap_tokens,
+            "encoder_lora": cfg.encoder.lora is not None,
+        }
+
+    def chunk(self, documents: Iterable[Document]) -> list[Chunk]:
+        texts, ids = read_documents(documents)
+        return list(self.chunker.chunk(texts, ids))
+
+    def encode_chunks(self, chunks: Sequence[Chunk], progress: bool | None = None) -> EncodedCorpus:
+        """Encode already-made chunks (e.g. nodes or documents from a framework)."""
+        if not chunks:
+            raise ValueError("No text to encode: every document was empty or whitespace only.")
+        parts = []
+        show = progress if progress is not None else len(chunks) > ENCODE_BATCH_CHUNKS
+        for i in range(0, len(chunks), ENCODE_BATCH_CHUNKS):
+            batch = list(chunks[i : i + ENCODE_BATCH_CHUNKS])
+            texts = [c.text for c in batch]
+            with self.lock:
+                feats, mask = self.model.encoder.encode(texts, progress=show)
+            counts = [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+            parts.append(EncodedCorpus(batch, feats, mask, counts, self.fingerprint))
+        return EncodedCorpus.concat(parts)
+
+    def encode(self, documents: Iterable[Document], progress: bool | None = None) -> EncodedCorpus:
+        """Chunk and encode documents once; reuse the result for many questions."""
+        texts, ids = read_documents(documents)
+        chunks: list[Chunk] = []
+        parts: list[EncodedCorpus] = []
+        for chunk in self.chunker.chunk(texts, ids):
+            chunks.append(chunk)
+            if len(chunks) == ENCODE_BATCH_CHUNKS * 4:
+                parts.append(self.encode_chunks(chunks, progress))
+                chunks = []
+        if chunks:
+            parts.append(self.encode_chunks(chunks, progress))
+        if not parts:
+            raise ValueError(
+                "No text to encode: every document was empty or whitespace only. Pass documents "
+                "with text."
+            )
+        return EncodedCorpus.concat(parts)
+
+    def _corpus(self, context: EncodedCorpus | Iterable[Document]) -> EncodedCorpus:
+        if isinstance(context, EncodedCorpus):
+            if context.fingerprint and context.fingerprint != self.fingerprint:
+                raise ValueError(
+                    "This EncodedCorpus was made with other encoder/chunk settings "
+                    f"({context.fingerprint}) than this model uses ({self.fingerprint}); "
+                    "re-encode the documents with this pipeline."
+                )
+            return context
+        return self.encode(context)
+
+    def stream(
+        self,
+        context: EncodedCorpus | Iterable[Document],
+        question: str,
+        generation: GenerationConfig | None = None,
+        **prompt: Any,
+    ) -> Iterator[GenerationChunk]:
+        """Stream the answer's text; the final chunk carries usage and finish reason."""
+        _check_question(question)
+        corpus = self._corpus(context)
+        with self.lock:
+            yield from self.model.stream(
+                corpus.features,
+                corpus.mask,
+                question,
+                generation,
+                context_tokens=corpus.total_context_tokens,
+                **prompt,
+            )
+
+    def ask(
+        self,
+        context: EncodedCorpus | Iterable[Document],
+        question: str,
+        generation: GenerationConfig | None = None,
+        **prompt: Any,
+    ) -> GenerationResult:
+        """Answer ``question`` over ``context`` (documents or an encoded corpus).
+
+        Keyword arguments ``system`` and ``history`` pass through to the prompt.
+        """
+        _check_question(question)
+        corpus = self._corpus(context)
+        with self.lock:
+            return self.model.generate(
+                corpus.features,
+                corpus.mask,
+                question,
+                generation,
+                context_tokens=corpus.total_context_tokens,
+                **prompt,
+            )
+
+
+def _check_question(question: Any) -> None:
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a str, got {type(question).__name__}.")
+    if not question.strip():
+        raise ValueError("The question is empty; ask something about the documents.")

@@ -1,0 +1,98 @@
+"""FAISS prefilter: keep the chunks most similar to the query, in document order.
+
+Similarity is cosine between the query and each chunk, both embedded by the E2LLM
+encoder itself (mean of the chunk's features), so no second embedding model runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..core.corpus import EncodedCorpus
+from ..core.pipeline import E2LLMPipeline
+
+
+def _faiss():  # type: ignore[no-untyped-def]
+    try:
+        import faiss
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "The FAISS prefilter needs faiss-cpu: pip install 'e2llm-integrations[faiss]'"
+        ) from err
+    return faiss
+
+
+def sentence_embeddings(features: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """L2-normalised masked mean of features: (n, L, d), (n, L) -> (n, d) float32."""
+    m = mask.to(features.dtype).unsqueeze(-1)
+    pooled = (features * m).sum(1) / m.sum(1).clamp(min=1)
+    return torch.nn.functional.normalize(pooled.float(), dim=-1).numpy().astype("float32")
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk's position in the corpus and its cosine similarity to the query."""
+
+    index: int
+    score: float
+
+
+class ChunkPrefilter:
+    """Select chunks by similarity to a query with a FAISS inner-product index.
+
+    Args:
+        top_k: Keep at most this many chunks (``None``: no limit).
+        score_threshold: Keep only chunks with cosine similarity >= this (``None``: no floor).
+
+    Example:
+        >>> pre = ChunkPrefilter(top_k=8)
+        >>> kept = pre.select(corpus, query_features, query_mask)  # doctest: +SKIP
+    """
+
+    def __init__(self, top_k: int | None = None, score_threshold: float | None = None) -> None:
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1 or None, got {top_k}.")
+        if score_threshold is not None and not -1.0 <= score_threshold <= 1.0:
+            raise ValueError(f"score_threshold is a cosine similarity in [-1, 1], got {score_threshold}.")
+        self.top_k = top_k
+        self.score_threshold = score_threshold
+
+    def scores(
+        self, corpus: EncodedCorpus, query_features: torch.Tensor, query_mask: torch.Tensor
+    ) -> list[ScoredChunk]:
+        """Every chunk scored against the query, best first."""
+        if len(corpus) == 0:
+            return []
+        faiss = _faiss()
+        keys = sentence_embeddings(corpus.features, corpus.mask)
+        query = sentence_embeddings(query_features, query_mask)
+        index = faiss.IndexFlatIP(keys.shape[1])
+        index.add(keys)
+        k = len(corpus) if self.top_k is None else min(self.top_k, len(corpus))
+        sims, ids = index.search(query, k)
+        return [ScoredChunk(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0]
+
+    def select(
+        self, corpus: EncodedCorpus, query_features: torch.Tensor, query_mask: torch.Tensor
+    ) -> list[ScoredChunk]:
+        """The kept chunks, in their original (document) order."""
+        kept = self.scores(corpus, query_features, query_mask)
+        if self.score_threshold is not None:
+            kept = [c for c in kept if c.score >= self.score_threshold]
+        return sorted(kept, key=lambda c: c.index)
+
+    def filter(
+        self, pipeline: E2LLMPipeline, corpus: EncodedCorpus, question: str
+    ) -> tuple[EncodedCorpus, list[ScoredChunk]]:
+        """Embed ``question`` with the pipeline's encoder and keep the selected chunks.
+
+        Returns:
+            The reduced corpus (document order) and the kept chunks' scores.
+        """
+        with pipeline.lock:
+            q_feats, q_mask = pipeline.model.encoder.encode([question])
+        kept = self.select(corpus, q_feats, q_mask)
+        return corpus.select([c.index for c in kept]), kept

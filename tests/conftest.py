@@ -1,0 +1,101 @@
+"""Shared fixtures: tiny random-weight models built in code (hub-free, seconds).
+
+The tiny encoder and decoder reuse the real bundled tokenizers (MiniLM's WordPiece and
+SmolLM2's BPE with its chat template), so chunking and prompts behave as in production
+while the networks stay a few hundred kilobytes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from e2llm_integrations.core import (
+    AdapterConfig,
+    ChunkingConfig,
+    DecoderConfig,
+    E2LLMConfig,
+    E2LLMPipeline,
+    EncoderConfig,
+    LoraSettings,
+)
+from e2llm_integrations.core.models import BUNDLED, cache_dir, resolve
+
+SMOL = BUNDLED["smollm2-135m-instruct"]
+
+
+def _decoder_tokenizer():  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
+
+    converted = cache_dir() / "models" / f"smollm2-135m-instruct-{SMOL.version}"
+    if (converted / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(converted)
+    spec = importlib.util.find_spec(SMOL.package)
+    assert spec is not None and spec.submodule_search_locations
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    return AutoTokenizer.from_pretrained(folder, gguf_file=SMOL.gguf_file)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Save a tiny BERT encoder and a tiny Llama decoder with real tokenizers."""
+    from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("tiny_models")
+    enc_tok = AutoTokenizer.from_pretrained(resolve("all-minilm-l6-v2"))
+    enc = BertModel(
+        BertConfig(
+            vocab_size=enc_tok.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=256,
+        )
+    )
+    enc.save_pretrained(root / "encoder")
+    enc_tok.save_pretrained(root / "encoder")
+    dec_tok = _decoder_tokenizer()
+    dec = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(dec_tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            tie_word_embeddings=True,
+            bos_token_id=dec_tok.bos_token_id,
+            eos_token_id=dec_tok.eos_token_id,
+        )
+    )
+    dec.save_pretrained(root / "decoder")
+    dec_tok.save_pretrained(root / "decoder")
+    return {"encoder": str(root / "encoder"), "decoder": str(root / "decoder")}
+
+
+def tiny_config(dirs: dict[str, str], **overrides: object) -> E2LLMConfig:
+    """An E2LLMConfig over the tiny models; keyword overrides replace whole sections."""
+    base = {
+        "encoder": EncoderConfig(name_or_path=dirs["encoder"], max_length=64, batch_size=8),
+        "adapter": AdapterConfig(kind="mlp", num_heads=4),
+        "decoder": DecoderConfig(name_or_path=dirs["decoder"], lora=LoraSettings(r=4, alpha=8)),
+        "chunking": ChunkingConfig(chunk_tokens=32),
+    }
+    base.update(overrides)
+    return E2LLMConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_model_dirs: dict[str, str]) -> E2LLMPipeline:
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return E2LLMPipeline.from_pretrained(config=tiny_config(tiny_model_dirs), device="cpu")
+
