@@ -129,7 +129,7 @@ class ChunkEncoder(nn.Module):
         )
         return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode(
         self, texts: Sequence[str], progress: bool | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -127,6 +127,19 @@ class E2LLMModel(nn.Module):
         cfg = self.decoder.config
         return int(getattr(cfg, "max_position_embeddings", None) or 2048)
 
+    def feature_fingerprint(self) -> dict[str, Any]:
+        """Settings that determine chunk features; encoded corpora carry it."""
+        cfg = self.config
+        return {
+            "encoder": cfg.encoder.name_or_path,
+            "pooling": cfg.encoder.pooling,
+            "tokens_per_chunk": cfg.encoder.tokens_per_chunk,
+            "token_states": self.encoder.token_states,
+            "chunk_tokens": cfg.chunking.chunk_tokens,
+            "overlap_tokens": cfg.chunking.overlap_tokens,
+            "encoder_lora": cfg.encoder.lora is not None,
+        }
+
     # ------------------------------------------------------------------ prompts
     def prompt(
         self,

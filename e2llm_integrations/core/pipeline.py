@@ -105,16 +105,7 @@ class E2LLMPipeline:
 
     @property
     def fingerprint(self) -> dict[str, Any]:
-        cfg = self.model.config
-        return {
-            "encoder": cfg.encoder.name_or_path,
-            "pooling": cfg.encoder.pooling,
-            "tokens_per_chunk": cfg.encoder.tokens_per_chunk,
-            "token_states": self.model.encoder.token_states,
-            "chunk_tokens": cfg.chunking.chunk_tokens,
-            "overlap_tokens": cfg.chunking.overlap_tokens,
-            "encoder_lora": cfg.encoder.lora is not None,
-        }
+        return self.model.feature_fingerprint()
 
     def chunk(self, documents: Iterable[Document]) -> list[Chunk]:
         texts, ids = read_documents(documents)

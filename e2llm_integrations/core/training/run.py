@@ -1,0 +1,145 @@
+"""Assemble a training run from a ``TrainConfig`` and export its result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import CONFIG_NAME, read_manifest
+from ..model import E2LLMModel
+from . import data
+from .config import TrainConfig
+from .examples import Corpus, ExampleFactory, build_corpus
+from .features import ParagraphStore
+from .state import LAST
+from .trainer import METRICS_NAME, Trainer
+
+logger = logging.getLogger(__name__)
+
+RECORD_NAME = "training_record.json"
+CURVE_NAME = "loss_curve.png"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_corpus(cfg: TrainConfig, split: str) -> Corpus:
+    """Prepared records of ``split`` turned into a paragraph corpus (sizes capped by cfg)."""
+    squad = data.load_squad(cfg.data_dir, split)
+    hotpot = data.load_hotpotqa(cfg.data_dir, split)[: cfg.hotpot_questions]
+    recon = data.load_recon(cfg.data_dir, split)[: cfg.recon_texts]
+    return build_corpus(_records(squad), _records(hotpot), _records(recon))
+
+
+def _records(items: list[Any]) -> list[dict[str, Any]]:
+    return [i if isinstance(i, dict) else dict(vars(i)) for i in items]
+
+
+def _store(model: E2LLMModel, cfg: TrainConfig, corpus: Corpus, split: str) -> ParagraphStore:
+    key = hashlib.sha256(json.dumps(model.feature_fingerprint(), sort_keys=True).encode()).hexdigest()[:12]
+    return ParagraphStore.build(model, corpus.paragraphs, Path(cfg.data_dir) / "cache" / f"{split}-{key}")
+
+
+def build_trainer(cfg: TrainConfig) -> Trainer:
+    """Load models and data, build (or reuse) the feature caches, return a Trainer."""
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model = E2LLMModel.from_config(cfg.model, device=resolve_device(cfg.device))
+    train = load_corpus(cfg, "train")
+    val = load_corpus(cfg, "val")
+    train_store, val_store = _store(model, cfg, train, "train"), _store(model, cfg, val, "val")
+    factory = ExampleFactory(
+        train, train_store, cfg.context_tokens, cfg.recon_ratio, cfg.max_recon_chunks, cfg.seed
+    )
+    val_factory = ExampleFactory(
+        val, val_store, cfg.context_tokens, 0.25, cfg.max_recon_chunks, cfg.seed + 1
+    )
+    val_specs = [val_factory.example(i) for i in range(cfg.val_examples)]
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.out_dir) / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    logger.info(
+        "Training on %d paragraphs (%d chunks), %d QA items, %d recon texts",
+        len(train.paragraphs), len(train_store.chunk_texts), len(train.qa), len(train.recon),
+    )
+    return Trainer(cfg, model, factory, val_specs, val_store)
+
+
+def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(out_dir) / METRICS_NAME
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def plot_losses(out_dir: str | Path) -> Path:
+    """Write the loss curves (train per objective, validation) to ``loss_curve.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(out_dir)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("loss_recon", "loss_qa", "val_loss_recon", "val_loss_qa"):
+        pts = [(r["step"], r[key]) for r in records if key in r]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, "o-" if key.startswith("val") else "-", label=key, alpha=0.8, ms=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out = Path(out_dir) / CURVE_NAME
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def training_record(cfg: TrainConfig) -> dict[str, Any]:
+    records = read_metrics(cfg.out_dir)
+    evals = [r for r in records if "val_f1" in r]
+    return {
+        "steps": records[-1]["step"] if records else 0,
+        "train_seconds": round(sum(r.get("sec", 0.0) for r in records), 1),
+        "hardware": {
+            "device": "cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu",
+            "cpu_threads": torch.get_num_threads(),
+            "machine": platform.machine(),
+            "torch": torch.__version__,
+        },
+        "final_train": {k: v for k, v in (records[-1] if records else {}).items() if k.startswith("loss")},
+        "validations": evals,
+        "config": cfg.to_dict(),
+    }
+
+
+def export(cfg: TrainConfig, dest: str | Path) -> Path:
+    """Copy the run's last weights (no optimizer state) plus its record into ``dest``."""
+    src = Path(cfg.out_dir) / LAST
+    read_manifest(src)  # refuses a corrupt or incomplete checkpoint
+    out = Path(dest)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    manifest = json.loads((src / CONFIG_NAME).read_text())
+    for name in [CONFIG_NAME, *manifest["files"]]:
+        shutil.copy2(src / name, tmp / name)
+    (tmp / RECORD_NAME).write_text(json.dumps(training_record(cfg), indent=2))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    logger.info("Exported checkpoint to %s", out)
+    return out

@@ -1,0 +1,63 @@
+"""Resumable training state: model weights + optimizer + RNG + step, swapped in atomically."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import load_weights, read_manifest, save_checkpoint
+from ..model import E2LLMModel
+
+logger = logging.getLogger(__name__)
+
+LAST = "checkpoint-last"
+OLD = "checkpoint-old"
+TMP = "checkpoint-tmp"
+STATE_NAME = "trainer_state.pt"
+
+
+def save_state(model: E2LLMModel, optimizer: torch.optim.Optimizer, step: int, out_dir: Path) -> Path:
+    """Write a full resumable checkpoint to ``out_dir/checkpoint-last``.
+
+    The new checkpoint is written to a temporary folder and swapped in by renames, so
+    a kill at any moment leaves either the previous or the new checkpoint intact.
+    """
+    tmp, last, old = out_dir / TMP, out_dir / LAST, out_dir / OLD
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(model, tmp)
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    torch.save(state, tmp / STATE_NAME)
+    if last.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(last, old)
+    os.rename(tmp, last)
+    shutil.rmtree(old, ignore_errors=True)
+    return last
+
+
+def find_resume(out_dir: Path) -> Path | None:
+    """The newest complete checkpoint in ``out_dir`` (``last``, else a leftover ``old``)."""
+    for name in (LAST, OLD):
+        path = out_dir / name
+        if (path / STATE_NAME).is_file():
+            return path
+    return None
+
+
+def load_state(model: E2LLMModel, optimizer: torch.optim.Optimizer, path: Path) -> int:
+    """Restore weights, optimizer and RNG from ``path``; return the step to continue from."""
+    load_weights(model, path, read_manifest(path))
+    state: dict[str, Any] = torch.load(path / STATE_NAME, weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    logger.info("Resumed from %s at step %d", path, state["step"])
+    return int(state["step"])

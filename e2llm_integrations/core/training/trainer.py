@@ -1,0 +1,199 @@
+"""The E2LLM trainer: two stages, two objectives, exact resume, validation, metrics.
+
+Stage 1 trains the adapter alone on reconstruction at a high learning rate; stage 2
+adds the LoRA weights and mixes reconstruction with long-context QA. Every
+``save_every`` steps the whole state (weights, optimizer, RNG, step) is checkpointed;
+examples are a pure function of their index, so a resumed run continues exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..generation import GenerationConfig
+from ..metrics import best_score
+from ..model import E2LLMModel, TrainExample
+from .config import TrainConfig
+from .examples import ExampleFactory, ExampleSpec
+from .features import ParagraphStore
+from .state import find_resume, load_state, save_state
+
+logger = logging.getLogger(__name__)
+
+METRICS_NAME = "metrics.jsonl"
+
+
+def get_lr(step: int, peak: float, warmup: int, total: int, start: int = 0, min_ratio: float = 0.1) -> float:
+    """Linear warm-up from ``start`` then cosine decay to ``min_ratio * peak`` at ``total``."""
+    if step < start:
+        return 0.0
+    s, span = step - start, max(1, total - start)
+    if s < warmup:
+        return peak * (s + 1) / warmup
+    progress = min(1.0, (s - warmup) / max(1, span - warmup))
+    return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def param_groups(model: E2LLMModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: adapter matrices (decayed), adapter vectors (not), LoRA."""
+    groups = model.trainable_parameters()
+    decay = [p for p in groups["adapter"] if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in groups["adapter"] if p.requires_grad and p.dim() < 2]
+    return [
+        {"name": "adapter", "params": decay, "weight_decay": cfg.weight_decay},
+        {"name": "adapter_no_decay", "params": no_decay, "weight_decay": 0.0},
+        {"name": "lora", "params": groups["lora"], "weight_decay": 0.0},
+    ]
+
+
+@dataclass
+class Trainer:
+    """Runs (or resumes) training of ``model`` on examples from ``factory``.
+
+    Example:
+        >>> trainer = Trainer(cfg, model, factory, val_specs)  # doctest: +SKIP
+        >>> trainer.train()  # doctest: +SKIP
+    """
+
+    cfg: TrainConfig
+    model: E2LLMModel
+    factory: ExampleFactory
+    val_specs: Sequence[ExampleSpec]
+    val_store: ParagraphStore | None = None
+
+    def __post_init__(self) -> None:
+        self.out_dir = Path(self.cfg.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, self.cfg), lr=0.0, betas=(0.9, 0.95))
+        self._prompts: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- examples
+    def features(self, spec: ExampleSpec, store: ParagraphStore) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chunk features: from the cache, or from the encoder when it trains (LoRA)."""
+        if self.model.encoder.trainable:
+            texts = [store.chunk_texts[i] for i in spec.chunk_ids]
+            return self.model.encoder(**self.model.encoder.tokenize(texts))
+        return store.gather(spec.chunk_ids)
+
+    def to_example(self, spec: ExampleSpec, store: ParagraphStore) -> TrainExample:
+        tok = self.model.tokenizer
+        feats, mask = self.features(spec, store)
+        if spec.question not in self._prompts:
+            self._prompts[spec.question] = self.model.prompt(spec.question)
+        target = tok(spec.target, add_special_tokens=False)["input_ids"][: self.cfg.max_target_tokens]
+        if len(target) < self.cfg.max_target_tokens and tok.eos_token_id is not None:
+            target = [*target, tok.eos_token_id]
+        return TrainExample(feats, mask, self._prompts[spec.question], target)
+
+    def micro_batch(self, step: int, micro: int) -> list[ExampleSpec]:
+        per_step = self.cfg.batch_size * self.cfg.grad_accum
+        first = step * per_step + micro * self.cfg.batch_size
+        kind = "recon" if step < self.cfg.stage1_steps else None
+        return [self.factory.example(first + j, kind) for j in range(self.cfg.batch_size)]
+
+    def batch_loss(self, specs: Sequence[ExampleSpec], store: ParagraphStore) -> tuple[torch.Tensor, dict[str, float]]:
+        """Weighted loss of a batch, with the loss of each objective for logging."""
+        total: torch.Tensor = torch.zeros((), device=self.model.device)
+        logs = {}
+        for kind, weight in (("recon", self.cfg.recon_weight), ("qa", 1.0)):
+            part = [s for s in specs if s.kind == kind]
+            if part:
+                loss = self.model([self.to_example(s, store) for s in part])
+                total = total + weight * loss * len(part) / len(specs)
+                logs[f"loss_{kind}"] = float(loss.detach())
+        return total, logs
+
+    # ----------------------------------------------------------------- steps
+    def set_lr(self, step: int) -> dict[str, float]:
+        c = self.cfg
+        lrs = {
+            "adapter": get_lr(step, c.lr_adapter, c.warmup_steps, c.steps, 0, c.min_lr_ratio),
+            "lora": get_lr(step, c.lr_lora, c.warmup_steps, c.steps, c.stage1_steps, c.min_lr_ratio),
+        }
+        lrs["adapter_no_decay"] = lrs["adapter"]
+        for group in self.optimizer.param_groups:
+            group["lr"] = lrs[group["name"]]
+        return lrs
+
+    def train_step(self, step: int) -> dict[str, Any]:
+        self.model.adapter.train()
+        lrs = self.set_lr(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        logs: dict[str, list[float]] = {}
+        loss_sum = 0.0
+        for micro in range(self.cfg.grad_accum):
+            loss, parts = self.batch_loss(self.micro_batch(step, micro), self.factory.store)
+            (loss / self.cfg.grad_accum).backward()
+            loss_sum += float(loss.detach()) / self.cfg.grad_accum
+            for k, v in parts.items():
+                logs.setdefault(k, []).append(v)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        self.optimizer.step()
+        record = {"step": step + 1, "loss": loss_sum, "grad_norm": float(grad_norm)}
+        record.update({k: sum(v) / len(v) for k, v in logs.items()})
+        record.update({f"lr_{k}": v for k, v in lrs.items() if k != "adapter_no_decay"})
+        return record
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Validation loss per objective and greedy-answer F1/EM on QA examples."""
+        store = self.val_store or self.factory.store
+        self.model.eval()
+        out: dict[str, list[float]] = {}
+        for spec in self.val_specs:
+            loss = self.model([self.to_example(spec, store)])
+            out.setdefault(f"val_loss_{spec.kind}", []).append(float(loss))
+        qa = [s for s in self.val_specs if s.kind == "qa"][: self.cfg.val_generations]
+        gen = GenerationConfig(max_new_tokens=24)
+        for spec in qa:
+            feats, mask = self.features(spec, store)
+            answer = self.model.generate(feats, mask, spec.question, gen).text
+            f1, em = best_score(answer, spec.answers)
+            out.setdefault("val_f1", []).append(f1)
+            out.setdefault("val_em", []).append(em)
+        return {k: sum(v) / len(v) for k, v in out.items()}
+
+    # ----------------------------------------------------------------- loop
+    def train(self, max_steps_this_run: int | None = None) -> dict[str, Any]:
+        """Train until ``cfg.steps`` (or for ``max_steps_this_run`` steps), resuming if possible."""
+        resume = find_resume(self.out_dir)
+        start = load_state(self.model, self.optimizer, resume) if resume else 0
+        self._truncate_log(start)
+        end = self.cfg.steps if max_steps_this_run is None else min(self.cfg.steps, start + max_steps_this_run)
+        last: dict[str, Any] = {}
+        bar = tqdm(range(start, end), initial=start, total=self.cfg.steps, desc="training")
+        for step in bar:
+            t0 = time.perf_counter()
+            last = self.train_step(step)
+            last["sec"] = round(time.perf_counter() - t0, 3)
+            bar.set_postfix(loss=f"{last['loss']:.3f}")
+            done = step + 1
+            if done % self.cfg.eval_every == 0 or done == self.cfg.steps:
+                last.update(self.validate())
+                logger.info("step %d: %s", done, {k: round(v, 4) for k, v in last.items() if isinstance(v, float)})
+            self._log(last)
+            if done % self.cfg.save_every == 0 or done == end:
+                save_state(self.model, self.optimizer, done, self.out_dir)
+        return last
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop records logged after ``step`` by a run that was killed before saving them."""
+        path = self.out_dir / METRICS_NAME
+        if path.exists():
+            keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            path.write_text("".join(f"{line}\n" for line in keep))
+
+    def _log(self, record: dict[str, Any]) -> None:
+        with open(self.out_dir / METRICS_NAME, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
