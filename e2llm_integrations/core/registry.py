@@ -1,0 +1,53 @@
+"""A process-wide cache of loaded pipelines, so integrations share one model.
+
+LangChain and LlamaIndex wrappers (and several wrappers of the same kind) that name the
+same checkpoint and device get the same :class:`E2LLMPipeline`, loaded once. The
+pipeline serialises model calls with its own lock, so sharing it is safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import torch
+
+from .pipeline import E2LLMPipeline
+
+_PIPELINES: dict[tuple[str | None, str | None], E2LLMPipeline] = {}
+_LOCK = threading.Lock()
+
+
+def _key(
+    checkpoint: str | Path | None, device: str | torch.device | None
+) -> tuple[str | None, str | None]:
+    path = str(Path(checkpoint).expanduser().resolve()) if checkpoint is not None else None
+    return path, str(device) if device is not None else None
+
+
+def get_pipeline(
+    checkpoint: str | Path | None = None, device: str | torch.device | None = None
+) -> E2LLMPipeline:
+    """The shared pipeline for ``(checkpoint, device)``, loading it on first use.
+
+    Args:
+        checkpoint: Checkpoint folder; ``None`` is the shipped default checkpoint (or an
+            untrained model, with a warning, where none is shipped).
+        device: Torch device; ``None`` picks CUDA when available, else CPU.
+
+    Example:
+        >>> pipe = get_pipeline()  # doctest: +SKIP
+        >>> pipe is get_pipeline()  # doctest: +SKIP
+        True
+    """
+    key = _key(checkpoint, device)
+    with _LOCK:
+        if key not in _PIPELINES:
+            _PIPELINES[key] = E2LLMPipeline.from_pretrained(checkpoint, device=device)
+        return _PIPELINES[key]
+
+
+def clear_pipelines() -> None:
+    """Forget every cached pipeline (their memory is freed once nothing else holds them)."""
+    with _LOCK:
+        _PIPELINES.clear()
