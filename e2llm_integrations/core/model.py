@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from .config import E2LLMConfig
 from .encoder import ChunkEncoder, add_lora
 from .generation import GenerationChunk, GenerationConfig, Usage, stream_tokens
 from .models import resolve
-from .prompt import PromptParts, build_prompt
+from .prompt import PromptParts, build_prompt, render_chat
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +148,10 @@ class E2LLMModel(nn.Module):
         system: str | None = None,
         history: Sequence[dict[str, str]] = (),
         instruction: str | None = None,
+        excerpts: Sequence[str] = (),
     ) -> PromptParts:
         return build_prompt(
-            self.tokenizer, question, instruction or self.config.instruction, system, history
+            self.tokenizer, question, instruction or self.config.instruction, system, history, excerpts
         )
 
     def soft_tokens(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -224,6 +226,7 @@ class E2LLMModel(nn.Module):
         *,
         system: str | None = None,
         history: Sequence[dict[str, str]] = (),
+        excerpts: Sequence[str] = (),
         context_tokens: int = 0,
     ) -> Iterator[GenerationChunk]:
         """Stream an answer over encoded chunks; the last chunk carries usage.
@@ -235,10 +238,11 @@ class E2LLMModel(nn.Module):
             generation: Decoding options.
             system: Optional system message.
             history: Earlier chat turns.
+            excerpts: Raw-text chunks shown after the soft tokens (hybrid mode).
             context_tokens: Raw decoder tokens the chunks stand for (for usage).
         """
         cfg = generation or GenerationConfig()
-        prompt = self.prompt(question, system, history)
+        prompt = self.prompt(question, system, history, excerpts=excerpts)
         with torch.inference_mode():
             soft = self.soft_tokens(features, mask)
             self.check_window(prompt, soft.shape[0], cfg.max_new_tokens)
@@ -258,6 +262,32 @@ class E2LLMModel(nn.Module):
             pieces.append(last.text)
         assert last.usage is not None and last.finish_reason is not None
         return GenerationResult("".join(pieces), last.finish_reason, last.usage)
+
+    def stream_text(
+        self,
+        messages: Sequence[dict[str, str]],
+        generation: GenerationConfig | None = None,
+        base_only: bool = True,
+    ) -> Iterator[GenerationChunk]:
+        """Plain chat generation from text messages, without soft tokens.
+
+        With ``base_only`` the decoder's LoRA is switched off, so this is the unmodified
+        base LLM: the full-context and RAG baselines run through here.
+        """
+        cfg = generation or GenerationConfig()
+        ids = self.tokenizer(render_chat(self.tokenizer, messages), add_special_tokens=False)["input_ids"]
+        if not getattr(self.tokenizer, "chat_template", None) and self.tokenizer.bos_token_id is not None:
+            ids = [self.tokenizer.bos_token_id, *ids]
+        if len(ids) + cfg.max_new_tokens > self.max_positions:
+            raise ValueError(
+                f"The prompt has {len(ids)} tokens + {cfg.max_new_tokens} new tokens, over the "
+                f"decoder's window of {self.max_positions}; shorten or truncate the text."
+            )
+        usage = Usage(input_positions=len(ids), context_tokens=len(ids))
+        off = getattr(self.decoder, "disable_adapter", None)
+        with torch.inference_mode(), (off() if base_only and off else contextlib.nullcontext()):
+            embeds = self._embed(ids).unsqueeze(0)
+            yield from stream_tokens(self.decoder, self.tokenizer, embeds, cfg, usage)
 
     def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Parameters that train, grouped as ``adapter`` and ``lora``."""

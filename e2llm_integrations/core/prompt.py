@@ -26,8 +26,10 @@ class PromptParts:
         return len(self.prefix_ids) + len(self.suffix_ids)
 
 
-def user_turn(instruction: str, question: str) -> str:
-    return f"{instruction}\n\nContext:\n{MARKER}\n\nQuestion: {question}"
+def user_turn(instruction: str, question: str, excerpts: Sequence[str] = ()) -> str:
+    """The user message; ``excerpts`` are raw-text chunks shown after the soft context."""
+    shown = "".join(f"\n\nExcerpt:\n{e}" for e in excerpts)
+    return f"{instruction}\n\nContext:\n{MARKER}{shown}\n\nQuestion: {question}"
 
 
 def build_prompt(
@@ -36,6 +38,7 @@ def build_prompt(
     instruction: str,
     system: str | None = None,
     history: Sequence[dict[str, str]] = (),
+    excerpts: Sequence[str] = (),
 ) -> PromptParts:
     """Tokenize the prompt around the chunk marker.
 
@@ -45,6 +48,7 @@ def build_prompt(
         instruction: Text placed before the context.
         system: Optional system message.
         history: Earlier ``{"role", "content"}`` turns, oldest first.
+        excerpts: Raw-text chunks placed after the soft tokens (selective expansion).
     """
     if not isinstance(question, str):
         raise TypeError(f"question must be a str, got {type(question).__name__}.")
@@ -52,14 +56,17 @@ def build_prompt(
     if system:
         messages.append({"role": "system", "content": system})
     messages.extend(history)
-    messages.append({"role": "user", "content": user_turn(instruction, question)})
-    if getattr(tokenizer, "chat_template", None):
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    else:
-        text = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"
-    before, after = text.split(MARKER)
+    messages.append({"role": "user", "content": user_turn(instruction, question, excerpts)})
+    before, after = render_chat(tokenizer, messages).split(MARKER)
     prefix = tokenizer(before, add_special_tokens=False)["input_ids"]
     if tokenizer.bos_token_id is not None and not getattr(tokenizer, "chat_template", None):
         prefix = [tokenizer.bos_token_id, *prefix]
     suffix = tokenizer(after, add_special_tokens=False)["input_ids"]
     return PromptParts(list(prefix), list(suffix))
+
+
+def render_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
+    """Messages as prompt text, through the chat template when the tokenizer has one."""
+    if getattr(tokenizer, "chat_template", None):
+        return str(tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True))
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"

