@@ -16,6 +16,8 @@ from .config import AdapterConfig
 class _ScaledOutput(nn.Module):
     """Projects vectors to a fixed L2 norm: the decoder's mean embedding norm."""
 
+    embed_norm: torch.Tensor
+
     def __init__(self, embed_norm: float) -> None:
         super().__init__()
         self.register_buffer("embed_norm", torch.tensor(float(embed_norm)))

@@ -68,7 +68,7 @@ class E2LLMModel(nn.Module):
         self.config = config
         self.encoder = encoder
         self.adapter = adapter
-        self.decoder = decoder
+        self.decoder: Any = decoder
         self.tokenizer = tokenizer
 
     # ------------------------------------------------------------------ building
@@ -91,7 +91,7 @@ class E2LLMModel(nn.Module):
 
     @classmethod
     def from_modules(
-        cls, config: E2LLMConfig, encoder: ChunkEncoder, decoder: nn.Module, tokenizer: Any
+        cls, config: E2LLMConfig, encoder: ChunkEncoder, decoder: Any, tokenizer: Any
     ) -> E2LLMModel:
         """Assemble a model from already-loaded base modules (used by tests and loaders)."""
         for p in decoder.parameters():
@@ -302,7 +302,7 @@ class GenerationResult:
     usage: Usage
 
 
-def _embed_norm(decoder: nn.Module) -> float:
+def _embed_norm(decoder: Any) -> float:
     """Mean L2 norm of the decoder's input embeddings, as the embedding layer outputs them."""
     table = decoder.get_input_embeddings()
     ids = torch.arange(0, table.weight.shape[0], max(1, table.weight.shape[0] // 4096))

@@ -11,13 +11,20 @@ from pathlib import Path
 
 import torch
 
-from e2llm_integrations.core import ChunkingConfig, DecoderConfig, E2LLMConfig, E2LLMModel, EncoderConfig, LoraSettings
+from e2llm_integrations.core import (
+    ChunkingConfig,
+    DecoderConfig,
+    E2LLMConfig,
+    E2LLMModel,
+    EncoderConfig,
+    LoraSettings,
+)
 from e2llm_integrations.core.training.config import TrainConfig
 from e2llm_integrations.core.training.examples import ExampleFactory, build_corpus
 from e2llm_integrations.core.training.features import ParagraphStore
 from e2llm_integrations.core.training.trainer import Trainer
 
-WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike".split()
+WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike"]
 
 
 def records() -> tuple[list[dict], list[dict], list[dict]]:

@@ -68,9 +68,9 @@ def build_corpus(
     for article in squad:
         pids = [corpus.pid(p) for p in article["paragraphs"] if p.strip()]
         for q in article["questions"]:
-            gold = corpus.pid(article["paragraphs"][q["paragraph_index"]])
-            related = [p for p in pids if p != gold]
-            corpus.qa.append(QAItem(q["question"], list(q["answers"]), [gold], related))
+            gold_pid = corpus.pid(article["paragraphs"][q["paragraph_index"]])
+            others = [p for p in pids if p != gold_pid]
+            corpus.qa.append(QAItem(q["question"], list(q["answers"]), [gold_pid], others))
     for item in hotpot:
         paras = [p for p in item["paragraphs"] if p["text"].strip()]
         gold = [corpus.pid(p["text"]) for p in paras if p["is_gold"]]

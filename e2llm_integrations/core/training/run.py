@@ -9,7 +9,7 @@ import platform
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -34,7 +34,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_corpus(cfg: TrainConfig, split: str) -> Corpus:
+def load_corpus(cfg: TrainConfig, split: Literal["train", "val"]) -> Corpus:
     """Prepared records of ``split`` turned into a paragraph corpus (sizes capped by cfg)."""
     squad = data.load_squad(cfg.data_dir, split)
     hotpot = data.load_hotpotqa(cfg.data_dir, split)[: cfg.hotpot_questions]
