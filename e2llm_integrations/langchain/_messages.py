@@ -1,0 +1,251 @@
+"""Turn LangChain messages into an E2LLM request: system, history, documents, question.
+
+Rules (documented on :class:`~e2llm_integrations.langchain.E2LLMChat`):
+
+* System messages are joined into one system prompt.
+* The **question** is the text of the trailing run of human messages (the last turn);
+  earlier human and AI messages become the chat history, same-role neighbours merged.
+* **Documents** are ``text-plain`` content blocks in any human message, in order; a block
+  whose ``extras`` carry :data:`CORPUS_KEY` points at chunks already encoded by
+  ``E2LLMDocumentCompressor``.
+* **Stuffed prompts**: when the question is longer than ``auto_context_chars`` and no
+  document was given as a block, it is split with :func:`split_stuffed_prompt`: the last
+  paragraph is the question, everything before it is a document.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    HumanMessage,
+    SystemMessage,
+)
+
+from ._runtime import CORPUS_KEY
+
+_SEPARATORS = (r"\n[ \t]*\n\s*", r"\s*\n\s*", r"(?<=[.!?])\s+")
+"""Where a stuffed prompt may be cut, tried in order: blank line, line break, sentence end."""
+
+_ANSWER_CUE = re.compile(r"\W*(\w+\W*){0,2}:\s*")
+"""A trailing cue such as ``Answer:`` or ``Helpful Answer:``; it stays with the question."""
+
+_ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant"}
+
+
+@dataclass
+class DocumentSource:
+    """One document for the context: raw text, or a handle to encoded chunks.
+
+    Attributes:
+        text: The document's text (the fallback when a handle has expired).
+        title: Optional title, put on the first line before chunking.
+        handle: Key into the corpus store, set by ``E2LLMDocumentCompressor``.
+    """
+
+    text: str
+    title: str | None = None
+    handle: str | None = None
+
+
+@dataclass
+class ChatRequest:
+    """What one chat call asks of the pipeline."""
+
+    question: str
+    system: str | None = None
+    history: list[dict[str, str]] = field(default_factory=list)
+    sources: list[DocumentSource] = field(default_factory=list)
+
+
+def split_stuffed_prompt(text: str) -> tuple[str, str] | None:
+    """Split a long prompt into ``(context, question)``, or ``None`` if it cannot be cut.
+
+    The question is the last paragraph (else the last line, else the last sentence);
+    a trailing answer cue like ``Answer:`` is kept together with the text before it.
+
+    Example:
+        >>> split_stuffed_prompt("Long context.\\n\\nQuestion: Who?\\nAnswer:")
+        ('Long context.', 'Question: Who?\\nAnswer:')
+    """
+    body = text.strip()
+    for pattern in _SEPARATORS:
+        cuts = list(re.finditer(pattern, body))
+        for match in reversed(cuts):
+            context, question = body[: match.start()].rstrip(), body[match.end() :]
+            if context and not _ANSWER_CUE.fullmatch(question):
+                return context, question
+    return None
+
+
+def _role(message: BaseMessage, position: int) -> str:
+    if isinstance(message, SystemMessage):
+        return "system"
+    if isinstance(message, HumanMessage):
+        return "user"
+    if isinstance(message, AIMessage):
+        return "assistant"
+    if isinstance(message, ChatMessage) and message.role.lower() in (*_ROLES, "system"):
+        return _ROLES.get(message.role.lower(), "system")
+    raise TypeError(
+        f"Message {position} is a {type(message).__name__} (type {message.type!r}); E2LLMChat "
+        "reads system, human and AI messages only (it does not support tool calling)."
+    )
+
+
+def _plain_text(block: dict[str, Any], position: int) -> str:
+    if block.get("text") is not None:
+        return str(block["text"])
+    if block.get("base64"):
+        try:
+            return base64.b64decode(block["base64"]).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"The text-plain block in message {position} has base64 data that is not "
+                f"UTF-8 text ({err}); pass the document as text=..."
+            ) from err
+    raise ValueError(
+        f"The text-plain block in message {position} has no text (url/file_id are not fetched); "
+        "download the document and pass it as text=..."
+    )
+
+
+def _document_block(block: dict[str, Any], position: int) -> DocumentSource:
+    extras = block.get("extras") or {}
+    handle = extras.get(CORPUS_KEY) if isinstance(extras, dict) else None
+    text = _plain_text(block, position) if handle is None or block.get("text") else ""
+    if not text.strip() and handle is None:
+        raise ValueError(
+            f"A text-plain document block in message {position} is empty; drop it or give it text."
+        )
+    return DocumentSource(text=text, title=block.get("title"), handle=handle)
+
+
+def read_human(message: BaseMessage, position: int) -> tuple[str, list[DocumentSource]]:
+    """The text and the document blocks of one human message."""
+    texts: list[str] = []
+    sources: list[DocumentSource] = []
+    for block in message.content_blocks:
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(str(block.get("text", "")))
+        elif kind == "text-plain":
+            sources.append(_document_block(dict(block), position))
+        else:
+            raise TypeError(
+                f"Message {position} has a {kind!r} content block; E2LLMChat reads 'text' blocks "
+                "(the question) and 'text-plain' blocks (documents). Convert other inputs to text."
+            )
+    return "\n".join(t for t in texts if t.strip()), sources
+
+
+def _merge_turns(turns: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    history: list[dict[str, str]] = []
+    for role, text in turns:
+        if not text.strip():
+            continue
+        if history and history[-1]["role"] == role:
+            history[-1]["content"] += "\n\n" + text
+        else:
+            history.append({"role": role, "content": text})
+    return history
+
+
+def parse_messages(
+    messages: Sequence[BaseMessage], auto_context_chars: int | None = None
+) -> ChatRequest:
+    """Split ``messages`` into system prompt, history, documents and question.
+
+    Raises:
+        ValueError: No human message, the conversation does not end with one, or the
+            last turn has no question text.
+        TypeError: Tool messages or non-text content blocks.
+    """
+    system: list[str] = []
+    turns: list[tuple[str, str]] = []
+    sources: list[DocumentSource] = []
+    for i, message in enumerate(messages):
+        role = _role(message, i)
+        if role == "system":
+            system.append(message.text)
+            continue
+        text, found = read_human(message, i) if role == "user" else (message.text, [])
+        turns.append((role, text))
+        sources.extend(found)
+    users = [i for i, (role, _) in enumerate(turns) if role == "user"]
+    if not users:
+        raise ValueError(
+            "E2LLMChat needs a human message with the question (e.g. HumanMessage('...')); "
+            "got none."
+        )
+    if users[-1] != len(turns) - 1:
+        raise ValueError("The conversation must end with a human message holding the question.")
+    start = users[-1]
+    while start > 0 and turns[start - 1][0] == "user":
+        start -= 1
+    question = "\n\n".join(text for _, text in turns[start:] if text.strip())
+    if not question.strip():
+        raise ValueError(
+            "The last human message has documents but no question; add a text block, e.g. "
+            "{'type': 'text', 'text': 'What does the report conclude?'}."
+        )
+    if auto_context_chars is not None and len(question) > auto_context_chars:
+        split = split_stuffed_prompt(question)
+        if split is not None:
+            sources.append(DocumentSource(text=split[0]))
+            question = split[1]
+    joined = "\n\n".join(s for s in system if s.strip()) or None
+    return ChatRequest(question, joined, _merge_turns(turns[:start]), sources)
+
+
+def sources_from_documents(documents: Sequence[str | Document]) -> list[DocumentSource]:
+    """Sources for the ``documents=`` call argument (texts or LangChain documents)."""
+    if isinstance(documents, str | Document):
+        raise TypeError("documents= takes a list of str or Document; wrap the single one in [].")
+    sources: list[DocumentSource] = []
+    for i, doc in enumerate(documents):
+        if isinstance(doc, Document):
+            handle = doc.metadata.get(CORPUS_KEY)
+            source = DocumentSource(doc.page_content, doc.metadata.get("title"), handle)
+        elif isinstance(doc, str):
+            source = DocumentSource(doc)
+        else:
+            raise TypeError(
+                f"documents[{i}] is a {type(doc).__name__}; pass str or langchain Document."
+            )
+        if not source.text.strip() and source.handle is None:
+            raise ValueError(f"documents[{i}] is empty; drop it or give it text.")
+        sources.append(source)
+    return sources
+
+
+def documents_to_blocks(documents: Sequence[Document]) -> list[dict[str, Any]]:
+    """``text-plain`` content blocks for documents, keeping E2LLM handles in ``extras``.
+
+    Example:
+        >>> blocks = documents_to_blocks([Document("Paris is in France.")])
+        >>> blocks[0]["type"], blocks[0]["text"]
+        ('text-plain', 'Paris is in France.')
+    """
+    blocks: list[dict[str, Any]] = []
+    for doc in documents:
+        block: dict[str, Any] = {
+            "type": "text-plain",
+            "mime_type": "text/plain",
+            "text": doc.page_content,
+        }
+        if doc.metadata.get("title"):
+            block["title"] = str(doc.metadata["title"])
+        if doc.metadata.get(CORPUS_KEY):
+            block["extras"] = {CORPUS_KEY: doc.metadata[CORPUS_KEY]}
+        blocks.append(block)
+    return blocks

@@ -1,0 +1,180 @@
+"""Process-local runtime shared by the LangChain wrappers.
+
+Two caches live here:
+
+* the **pipeline cache**: one :class:`E2LLMPipeline` per ``(checkpoint, device)``, loaded
+  lazily on first use and shared by every ``E2LLMChat`` / ``E2LLMDocumentCompressor``
+  built with the same settings, so constructing wrappers stays cheap;
+* the **corpus store**: encoded chunks produced by ``E2LLMDocumentCompressor``, kept
+  under a random key that travels in ``Document.metadata`` so that ``E2LLMChat`` reads
+  the features directly instead of encoding the text again. The store is bounded (least
+  recently used entries are dropped first); a handle that is missing or was made with
+  other encoder settings makes the chat re-encode the document's text with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..core.corpus import EncodedCorpus
+from ..core.pipeline import E2LLMPipeline
+
+logger = logging.getLogger(__name__)
+
+CORPUS_KEY = "e2llm_corpus_id"
+"""Metadata / block ``extras`` key holding a handle into :data:`CORPUS_STORE`."""
+
+DEFAULT_STORE_BYTES = 512 * 2**20
+"""Default bound on the feature bytes kept by :data:`CORPUS_STORE`."""
+
+_PIPELINES: dict[tuple[str | None, str | None], E2LLMPipeline] = {}
+_PIPELINES_LOCK = threading.Lock()
+
+
+def _cache_key(checkpoint: str | Path | None, device: str | None) -> tuple[str | None, str | None]:
+    path = str(Path(checkpoint).expanduser().resolve()) if checkpoint is not None else None
+    return path, device
+
+
+def get_pipeline(checkpoint: str | Path | None = None, device: str | None = None) -> E2LLMPipeline:
+    """The shared pipeline for ``(checkpoint, device)``, loading it on first use.
+
+    Args:
+        checkpoint: Checkpoint folder; ``None`` is the shipped default checkpoint (or an
+            untrained model, with a loud warning, when the installation has none).
+        device: Torch device string; ``None`` picks CUDA when available.
+
+    Example:
+        >>> pipe = get_pipeline()  # doctest: +SKIP
+        >>> get_pipeline() is pipe  # doctest: +SKIP
+        True
+    """
+    key = _cache_key(checkpoint, device)
+    with _PIPELINES_LOCK:
+        pipeline = _PIPELINES.get(key)
+        if pipeline is None:
+            logger.info("Loading E2LLM pipeline (checkpoint=%s, device=%s).", key[0], device)
+            pipeline = E2LLMPipeline.from_pretrained(checkpoint=checkpoint, device=device)
+            _PIPELINES[key] = pipeline
+        return pipeline
+
+
+def clear_pipelines() -> None:
+    """Forget every cached pipeline (their weights are freed once unreferenced)."""
+    with _PIPELINES_LOCK:
+        _PIPELINES.clear()
+
+
+def corpus_nbytes(corpus: EncodedCorpus) -> int:
+    """Bytes held by a corpus' tensors."""
+    return sum(t.element_size() * t.nelement() for t in (corpus.features, corpus.mask))
+
+
+class CorpusStore:
+    """A thread-safe LRU map from random keys to encoded corpora, bounded in bytes.
+
+    Args:
+        max_bytes: Feature bytes kept before the least recently used entries go.
+
+    Example:
+        >>> store = CorpusStore(max_bytes=2**20)
+        >>> key = store.put(corpus)  # doctest: +SKIP
+        >>> store.get(key) is corpus  # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_STORE_BYTES) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be > 0, got {max_bytes}.")
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, EncodedCorpus] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def put(self, corpus: EncodedCorpus) -> str:
+        """Keep ``corpus`` (features moved to CPU) and return its handle."""
+        kept = EncodedCorpus(
+            corpus.chunks,
+            corpus.features.detach().cpu(),
+            corpus.mask.detach().cpu(),
+            list(corpus.context_tokens),
+            dict(corpus.fingerprint),
+        )
+        key = uuid.uuid4().hex
+        size = corpus_nbytes(kept)
+        with self._lock:
+            self._items[key] = kept
+            self._bytes += size
+            while self._bytes > self.max_bytes and len(self._items) > 1:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= corpus_nbytes(old)
+        return key
+
+    def get(self, key: str) -> EncodedCorpus | None:
+        """The corpus stored under ``key``, or ``None`` if unknown or evicted."""
+        with self._lock:
+            corpus = self._items.get(key)
+            if corpus is not None:
+                self._items.move_to_end(key)
+            return corpus
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+CORPUS_STORE = CorpusStore()
+"""The process-wide store the compressor writes to and the chat model reads from."""
+
+
+def empty_corpus(pipeline: E2LLMPipeline) -> EncodedCorpus:
+    """A corpus with no chunks (a question asked without documents)."""
+    width = pipeline.model.encoder.hidden_size
+    return EncodedCorpus(
+        [],
+        torch.zeros(0, 1, width),
+        torch.zeros(0, 1, dtype=torch.long),
+        [],
+        pipeline.fingerprint,
+    )
+
+
+def stored_corpus(pipeline: E2LLMPipeline, handle: str | None) -> EncodedCorpus | None:
+    """The stored chunks behind ``handle`` if they exist and match ``pipeline``'s encoder."""
+    corpus = CORPUS_STORE.get(handle) if handle else None
+    if corpus is None or (corpus.fingerprint and corpus.fingerprint != pipeline.fingerprint):
+        return None
+    return corpus
+
+
+def encode_texts(pipeline: E2LLMPipeline, texts: Sequence[str]) -> list[EncodedCorpus]:
+    """Each text's encoded chunks; all texts are chunked and encoded in one pass.
+
+    Empty texts get a corpus with no chunks. Chunking runs under the pipeline's lock too:
+    a fast tokenizer's padding/truncation state is shared, so tokenizing for chunks while
+    another thread encodes a padded batch breaks that batch.
+    """
+    with pipeline.lock:
+        chunks = pipeline.chunk(list(texts))
+        if not chunks:
+            return [empty_corpus(pipeline) for _ in texts]
+        encoded = pipeline.encode_chunks(chunks)
+    rows: dict[str, list[int]] = {}
+    for row, chunk in enumerate(chunks):
+        rows.setdefault(chunk.doc_id, []).append(row)
+    return [encoded.select(rows.get(str(i), [])) for i in range(len(texts))]

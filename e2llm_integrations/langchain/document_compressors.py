@@ -1,0 +1,172 @@
+"""``E2LLMDocumentCompressor``: encode retrieved documents once, optionally keep the best chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from pydantic import ConfigDict, Field
+
+from ..core.corpus import EncodedCorpus
+from ..core.pipeline import E2LLMPipeline
+from ..retrieval.faiss_index import ChunkPrefilter, ScoredChunk
+from ._runtime import CORPUS_KEY, CORPUS_STORE, encode_texts, get_pipeline, stored_corpus
+
+logger = logging.getLogger(__name__)
+
+N_CHUNKS_KEY = "e2llm_n_chunks"
+CONTEXT_TOKENS_KEY = "e2llm_context_tokens"
+SCORE_KEY = "relevance_score"
+CHUNK_SCORES_KEY = "e2llm_chunk_scores"
+CHUNK_SPANS_KEY = "e2llm_chunk_spans"
+
+
+class E2LLMDocumentCompressor(BaseDocumentCompressor):
+    """Chunk and encode documents with the E2LLM encoder, so ``E2LLMChat`` reads them as is.
+
+    Each returned document keeps its metadata and gains:
+
+    * ``e2llm_corpus_id``: a handle to its encoded chunks in a process-local store
+      (``E2LLMChat`` uses them instead of encoding the text again);
+    * ``e2llm_n_chunks`` and ``e2llm_context_tokens``: what the chunks stand for;
+    * with a prefilter (``top_k`` and/or ``score_threshold``): ``relevance_score`` (best
+      chunk's cosine similarity to the query), ``e2llm_chunk_scores`` and
+      ``e2llm_chunk_spans`` (character spans of the kept chunks). Documents keep their
+      original order; a document none of whose chunks is kept is dropped, and one with
+      only some chunks kept has those chunks' text as ``page_content``.
+
+    Example:
+        >>> compressor = E2LLMDocumentCompressor(top_k=16)  # doctest: +SKIP
+        >>> retriever = ContextualCompressionRetriever(
+        ...     base_compressor=compressor, base_retriever=store.as_retriever(k=20)
+        ... )  # doctest: +SKIP
+        >>> docs = retriever.invoke("Who founded the company?")  # doctest: +SKIP
+        >>> E2LLMChat().invoke("Who founded the company?", documents=docs)  # doctest: +SKIP
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    checkpoint: str | None = Field(
+        default=None,
+        description="E2LLM checkpoint folder; None uses the shipped default checkpoint.",
+    )
+    device: str | None = Field(
+        default=None, description="Torch device; None picks CUDA if present."
+    )
+    top_k: int | None = Field(
+        default=None, gt=0, description="Keep at most this many chunks over all documents."
+    )
+    score_threshold: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Keep only chunks whose cosine similarity to the query is at least this.",
+    )
+    pipeline: E2LLMPipeline | None = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="An already-built pipeline to use instead of loading `checkpoint`.",
+    )
+
+    @classmethod
+    def from_pretrained(
+        cls, checkpoint: str | Path | None = None, **kwargs: Any
+    ) -> E2LLMDocumentCompressor:
+        """A compressor over ``checkpoint`` (default: the shipped one); weights load lazily."""
+        return cls(checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
+
+    @property
+    def prefilter(self) -> ChunkPrefilter | None:
+        """The FAISS chunk prefilter, or ``None`` when every chunk is kept."""
+        if self.top_k is None and self.score_threshold is None:
+            return None
+        return ChunkPrefilter(self.top_k, self.score_threshold)
+
+    def get_pipeline(self) -> E2LLMPipeline:
+        """The injected pipeline, or the shared one for ``checkpoint``/``device`` (loads once)."""
+        return (
+            self.pipeline
+            if self.pipeline is not None
+            else get_pipeline(self.checkpoint, self.device)
+        )
+
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        """Encode ``documents`` (and keep the chunks most similar to ``query``)."""
+        kept = [d for d in documents if d.page_content.strip() or d.metadata.get(CORPUS_KEY)]
+        if len(kept) < len(documents):
+            logger.warning("Dropped %d empty document(s).", len(documents) - len(kept))
+        if not kept:
+            return []
+        pipeline = self.get_pipeline()
+        corpora = encode_documents(pipeline, kept)
+        scores = self._select(pipeline, corpora, query)
+        out = []
+        for doc, corpus, doc_scores in zip(kept, corpora, scores, strict=True):
+            if not len(corpus) or (doc_scores is not None and not doc_scores):
+                continue
+            out.append(_compressed(doc, corpus, doc_scores))
+        return out
+
+    async def acompress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        """Like :meth:`compress_documents`, in a worker thread (the event loop stays free)."""
+        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
+
+    def _select(
+        self, pipeline: E2LLMPipeline, corpora: list[EncodedCorpus], query: str
+    ) -> list[list[ScoredChunk] | None]:
+        """Per document, its kept chunks (local indices) with scores; ``None``: keep all."""
+        prefilter = self.prefilter
+        if prefilter is None:
+            return [None] * len(corpora)
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("The prefilter needs a non-empty query string to score chunks.")
+        _, kept = prefilter.filter(pipeline, EncodedCorpus.concat(corpora), query)
+        owners: list[tuple[int, int]] = [
+            (d, i) for d, c in enumerate(corpora) for i in range(len(c))
+        ]
+        per_doc: list[list[ScoredChunk] | None] = [[] for _ in corpora]
+        for chunk in kept:
+            doc, local = owners[chunk.index]
+            per_doc[doc].append(ScoredChunk(local, chunk.score))  # type: ignore[union-attr]
+        return per_doc
+
+
+def encode_documents(pipeline: E2LLMPipeline, documents: Sequence[Document]) -> list[EncodedCorpus]:
+    """Each document's encoded chunks: reused from the store when it has a usable handle,
+    else encoded (all such documents together, in one pass)."""
+    corpora = [stored_corpus(pipeline, doc.metadata.get(CORPUS_KEY)) for doc in documents]
+    missing = [i for i, c in enumerate(corpora) if c is None]
+    encoded = (
+        encode_texts(pipeline, [documents[i].page_content for i in missing]) if missing else []
+    )
+    for i, corpus in zip(missing, encoded, strict=True):
+        corpora[i] = corpus
+    return [c for c in corpora if c is not None]
+
+
+def _compressed(doc: Document, corpus: EncodedCorpus, scores: list[ScoredChunk] | None) -> Document:
+    """A copy of ``doc`` carrying a handle to (the kept part of) its encoded chunks."""
+    metadata = dict(doc.metadata)
+    text = doc.page_content
+    if scores is not None:
+        everything = len(scores) == len(corpus)
+        corpus = corpus.select([s.index for s in scores])
+        metadata[SCORE_KEY] = max(s.score for s in scores)
+        metadata[CHUNK_SCORES_KEY] = [round(s.score, 6) for s in scores]
+        metadata[CHUNK_SPANS_KEY] = [[c.start, c.end] for c in corpus.chunks]
+        if not everything:
+            text = "\n\n".join(c.text for c in corpus.chunks)
+    metadata[CORPUS_KEY] = CORPUS_STORE.put(corpus)
+    metadata[N_CHUNKS_KEY] = len(corpus)
+    metadata[CONTEXT_TOKENS_KEY] = corpus.total_context_tokens
+    return Document(page_content=text, metadata=metadata, id=doc.id)
