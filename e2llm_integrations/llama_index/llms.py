@@ -1,0 +1,337 @@
+"""LlamaIndex LLMs over an :class:`E2LLMPipeline`.
+
+* :class:`E2LLM` reads the context of a prompt as compressed chunks (one soft token per
+  chunk) and the question as text, so its context window is the decoder's window times
+  the raw tokens each chunk stands for.
+* :class:`PlainDecoderLLM` is the same pipeline's decoder reading the raw prompt, without
+  encoder or adapter: the ordinary-RAG baseline E2LLM is compared against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+from typing_extensions import Self
+
+from ..core.corpus import EncodedCorpus
+from ..core.generation import GenerationChunk, GenerationConfig, Usage, stream_tokens
+from ..core.pipeline import E2LLMPipeline
+from ..core.registry import get_pipeline
+from ..retrieval.faiss_index import ChunkPrefilter
+from ._common import aiter_in_thread, aprime, prime, split_prompt
+from .postprocessors import empty_corpus
+
+logger = logging.getLogger(__name__)
+
+CHUNK_FILL = 0.75
+"""Chunks are cut back to sentence ends, so they average about this share of chunk_tokens."""
+QUESTION_RESERVE = 128
+"""Decoder positions kept free for the question when the context window is computed."""
+_GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "stop", "seed")
+
+
+def context_window(pipeline: E2LLMPipeline, num_output: int) -> int:
+    """Raw-text tokens of context one call can take.
+
+    ``(decoder window - prompt - question reserve - num_output)`` soft positions, each
+    standing for ``chunk_tokens / tokens_per_chunk`` raw tokens, times :data:`CHUNK_FILL`.
+    """
+    model = pipeline.model
+    prompt = len(model.prompt("?"))
+    room = model.max_positions - prompt - QUESTION_RESERVE - num_output
+    cfg = model.config
+    per_soft = cfg.chunking.chunk_tokens / cfg.encoder.tokens_per_chunk
+    return max(0, int(room * per_soft * CHUNK_FILL))
+
+
+class _PipelineLLM(CustomLLM):
+    """Pipeline loading, decoding options, responses and async plumbing shared by both LLMs."""
+
+    checkpoint: str | None = Field(
+        default=None, description="E2LLM checkpoint folder; None uses the shipped default."
+    )
+    device: str | None = Field(
+        default=None, description="Torch device; None picks CUDA when available, else CPU."
+    )
+    max_new_tokens: int = Field(default=256, gt=0, description="Most tokens generated per call.")
+    temperature: float = Field(default=0.0, ge=0.0, description="0 decodes greedily.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus mass when sampling.")
+    seed: int | None = Field(default=None, description="Sampling seed; None is unseeded.")
+    stop: list[str] = Field(default_factory=list, description="Strings that end generation.")
+    is_chat_model: bool = Field(
+        default=True, description="Report as a chat model (LlamaIndex then sends chat messages)."
+    )
+
+    _pipeline: E2LLMPipeline | None = PrivateAttr(default=None)
+
+    def __init__(self, pipeline: E2LLMPipeline | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pipeline = pipeline
+
+    @classmethod
+    def from_pipeline(cls, pipeline: E2LLMPipeline, **kwargs: Any) -> Self:
+        """Wrap an already-loaded pipeline (``kwargs`` set the other fields)."""
+        return cls(pipeline=pipeline, **kwargs)
+
+    @property
+    def pipeline(self) -> E2LLMPipeline:
+        """The pipeline, loaded (and shared through the core registry) on first use."""
+        if self._pipeline is None:
+            self._pipeline = get_pipeline(self.checkpoint, self.device)
+        return self._pipeline
+
+    def _generation(self, kwargs: dict[str, Any]) -> GenerationConfig:
+        """Decoding options from the fields, overridden by matching call keyword arguments."""
+        opts = {key: kwargs.get(key, getattr(self, key)) for key in _GENERATION_KEYS}
+        opts["stop"] = tuple(opts["stop"] or ())
+        return GenerationConfig(**opts)
+
+    def _stream_messages(
+        self, messages: Sequence[ChatMessage], cfg: GenerationConfig
+    ) -> Iterator[GenerationChunk]:
+        raise NotImplementedError
+
+    def _start(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> Iterator[GenerationChunk]:
+        """Begin generation now (input errors raise here, not at the first ``next``)."""
+        return prime(self._stream_messages(messages, self._generation(kwargs)))
+
+    # ------------------------------------------------------------------ sync API
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return _collect(self._start([_user(prompt)], kwargs))
+
+    @llm_completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        return _completions(self._start([_user(prompt)], kwargs))
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return _to_chat(_collect(self._start(messages, kwargs)))
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        return (_to_chat(r) for r in _completions(self._start(messages, kwargs)))
+
+    # ------------------------------------------------------------------ async API
+    @llm_completion_callback()
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        return await asyncio.to_thread(lambda: _collect(self._start([_user(prompt)], kwargs)))
+
+    @llm_completion_callback()
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        stream = aiter_in_thread(lambda: _completions(self._start([_user(prompt)], kwargs)))
+        return await aprime(stream)  # type: ignore[return-value]
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await asyncio.to_thread(lambda: _to_chat(_collect(self._start(messages, kwargs))))
+
+    @llm_chat_callback()
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        stream = aiter_in_thread(
+            lambda: (_to_chat(r) for r in _completions(self._start(messages, kwargs)))
+        )
+        return await aprime(stream)  # type: ignore[return-value]
+
+
+class E2LLM(_PipelineLLM):
+    """An E2LLM model as a LlamaIndex LLM: long context in, compressed to one token per chunk.
+
+    The last user message (or the prompt) is split into context and question by
+    :func:`~e2llm_integrations.llama_index._common.split_prompt`: LlamaIndex's QA, refine
+    and tree-summarize templates are recognised (so the default ``compact`` query engine
+    works), and otherwise the last paragraph is the question and everything before it is
+    context. The context is chunked and encoded; system messages and earlier turns pass
+    through as text. For one chunk per node, use :class:`E2LLMSynthesizer` instead.
+
+    Example:
+        >>> llm = E2LLM(max_new_tokens=64)  # loads nothing yet
+        >>> llm.complete("<long report>\\n\\nWho wrote the report?").text  # doctest: +SKIP
+        >>> index.as_query_engine(llm=llm).query("Who wrote it?")  # doctest: +SKIP
+    """
+
+    top_k: int | None = Field(
+        default=None,
+        gt=0,
+        description="Keep only the k context chunks most similar to the question.",
+    )
+    score_threshold: float | None = Field(
+        default=None, ge=-1.0, le=1.0, description="Keep only context chunks at least this similar."
+    )
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "E2LLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        """Model facts; reading them loads the pipeline (the window depends on the decoder)."""
+        return LLMMetadata(
+            context_window=context_window(self.pipeline, self.max_new_tokens),
+            num_output=self.max_new_tokens,
+            is_chat_model=self.is_chat_model,
+            model_name=f"e2llm:{self.checkpoint or 'default'}",
+        )
+
+    def _stream_messages(
+        self, messages: Sequence[ChatMessage], cfg: GenerationConfig
+    ) -> Iterator[GenerationChunk]:
+        system, history, last = _chat_parts(messages)
+        split = split_prompt(last)
+        self._check_question(split.question, cfg)
+        pipe = self.pipeline
+        corpus = pipe.encode([split.context]) if split.context.strip() else empty_corpus(pipe)
+        corpus = self.prefilter(corpus, split.question)
+        return pipe.stream(corpus, split.question, cfg, system=system, history=history)
+
+    def prefilter(self, corpus: EncodedCorpus, question: str) -> EncodedCorpus:
+        """``corpus`` reduced by the ``top_k`` / ``score_threshold`` prefilter, if one is set."""
+        if not len(corpus) or (self.top_k is None and self.score_threshold is None):
+            return corpus
+        prefilter = ChunkPrefilter(self.top_k, self.score_threshold)
+        return prefilter.filter(self.pipeline, corpus, question)[0]
+
+    def _check_question(self, question: str, cfg: GenerationConfig) -> None:
+        model = self.pipeline.model
+        need = len(model.prompt(question)) + cfg.max_new_tokens
+        if need > model.max_positions:
+            raise ValueError(
+                f"The question part of the prompt needs {need} decoder positions (with "
+                f"max_new_tokens={cfg.max_new_tokens}) but the window is {model.max_positions}. "
+                "E2LLM compresses only the context: separate it from the question with a blank "
+                "line (the last paragraph is the question), or shorten the question."
+            )
+
+
+class PlainDecoderLLM(_PipelineLLM):
+    """The pipeline's decoder reading the raw prompt (no encoder, no adapter, LoRA off).
+
+    A baseline for comparisons: ordinary RAG with the same small LLM E2LLM uses. Prompts
+    longer than the decoder window raise a ``ValueError``; LlamaIndex's ``compact`` mode
+    packs context to fit :attr:`metadata` ``.context_window``.
+
+    Example:
+        >>> llm = PlainDecoderLLM(pipeline=E2LLM().pipeline)  # doctest: +SKIP
+        >>> index.as_query_engine(llm=llm).query("Who wrote it?")  # doctest: +SKIP
+    """
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "PlainDecoderLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(
+            context_window=self.pipeline.model.max_positions,
+            num_output=self.max_new_tokens,
+            is_chat_model=self.is_chat_model,
+            model_name=f"plain-decoder:{self.pipeline.model.config.decoder.name_or_path}",
+        )
+
+    def _stream_messages(
+        self, messages: Sequence[ChatMessage], cfg: GenerationConfig
+    ) -> Iterator[GenerationChunk]:
+        model = self.pipeline.model
+        turns = [{"role": _role(m), "content": m.content or ""} for m in messages]
+        text = model.tokenizer.apply_chat_template(
+            turns, tokenize=False, add_generation_prompt=True
+        )
+        ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) + cfg.max_new_tokens > model.max_positions:
+            raise ValueError(
+                f"The prompt takes {len(ids)} tokens + max_new_tokens={cfg.max_new_tokens}, over "
+                f"the decoder window of {model.max_positions}. Retrieve fewer nodes or use E2LLM."
+            )
+        return self._decode(ids, cfg)
+
+    def _decode(self, ids: list[int], cfg: GenerationConfig) -> Iterator[GenerationChunk]:
+        model = self.pipeline.model
+        no_lora = getattr(model.decoder, "disable_adapter", None)
+        with self.pipeline.lock, no_lora() if no_lora else nullcontext(), torch.inference_mode():
+            table = model.decoder.get_input_embeddings()
+            embeds = table(torch.tensor([ids], device=model.device))  # (1, P, d_dec)
+            usage = Usage(input_positions=len(ids), context_tokens=len(ids))
+            yield from stream_tokens(model.decoder, model.tokenizer, embeds, cfg, usage)
+
+
+# ---------------------------------------------------------------------- conversions
+def _user(prompt: str) -> ChatMessage:
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}.")
+    return ChatMessage(role=MessageRole.USER, content=prompt)
+
+
+def _role(message: ChatMessage) -> str:
+    role = message.role.value if isinstance(message.role, MessageRole) else str(message.role)
+    return "assistant" if role in ("assistant", "model", "chatbot") else role
+
+
+def _chat_parts(messages: Sequence[ChatMessage]) -> tuple[str | None, list[dict[str, str]], str]:
+    """``(system, history, last user text)`` from chat messages."""
+    if not messages:
+        raise ValueError("No messages given; pass at least one user message.")
+    *earlier, last = messages
+    if _role(last) != "user":
+        raise ValueError(f"The last message must be from the user, got role {_role(last)!r}.")
+    system = "\n\n".join(m.content or "" for m in earlier if _role(m) == "system") or None
+    history = [
+        {"role": _role(m), "content": m.content or ""} for m in earlier if _role(m) != "system"
+    ]
+    return system, history, last.content or ""
+
+
+def _additional(last: GenerationChunk) -> dict[str, Any]:
+    usage = last.usage.to_dict() if last.usage is not None else {}
+    return {"finish_reason": last.finish_reason, "usage": usage}
+
+
+def _collect(chunks: Iterator[GenerationChunk]) -> CompletionResponse:
+    pieces, last = [], GenerationChunk("")
+    for last in chunks:
+        pieces.append(last.text)
+    return CompletionResponse(text="".join(pieces), additional_kwargs=_additional(last))
+
+
+def _completions(chunks: Iterator[GenerationChunk]) -> Generator[CompletionResponse, None, None]:
+    """Streamed responses: ``text`` so far and ``delta``; the last one carries usage."""
+    text = ""
+    for chunk in chunks:
+        text += chunk.text
+        extra = _additional(chunk) if chunk.finish_reason is not None else {}
+        yield CompletionResponse(text=text, delta=chunk.text, additional_kwargs=extra)
+
+
+def _to_chat(response: CompletionResponse) -> ChatResponse:
+    message = ChatMessage(role=MessageRole.ASSISTANT, content=response.text)
+    return ChatResponse(
+        message=message, delta=response.delta, additional_kwargs=response.additional_kwargs
+    )
