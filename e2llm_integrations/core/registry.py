@@ -14,15 +14,17 @@ import torch
 
 from .pipeline import E2LLMPipeline
 
-_PIPELINES: dict[tuple[str | None, str | None], E2LLMPipeline] = {}
+_PIPELINES: dict[tuple[str | None, str], E2LLMPipeline] = {}
 _LOCK = threading.Lock()
 
 
 def _key(
     checkpoint: str | Path | None, device: str | torch.device | None
-) -> tuple[str | None, str | None]:
+) -> tuple[str | None, str]:
     path = str(Path(checkpoint).expanduser().resolve()) if checkpoint is not None else None
-    return path, str(device) if device is not None else None
+    if device is None:  # the device from_pretrained would pick, so None and "cpu" share
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return path, str(torch.device(device))
 
 
 def get_pipeline(
