@@ -82,6 +82,7 @@ class _PipelineLLM(CustomLLM):
     )
 
     _pipeline: E2LLMPipeline | None = PrivateAttr(default=None)
+    _last_usage: Usage | None = PrivateAttr(default=None)
 
     def __init__(self, pipeline: E2LLMPipeline | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -114,7 +115,18 @@ class _PipelineLLM(CustomLLM):
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
     ) -> Iterator[GenerationChunk]:
         """Begin generation now (input errors raise here, not at the first ``next``)."""
-        return prime(self._stream_messages(messages, self._generation(kwargs)))
+        return prime(self._track(self._stream_messages(messages, self._generation(kwargs))))
+
+    def _track(self, chunks: Iterator[GenerationChunk]) -> Iterator[GenerationChunk]:
+        for chunk in chunks:
+            if chunk.usage is not None:
+                self._last_usage = chunk.usage
+            yield chunk
+
+    @property
+    def last_usage(self) -> Usage | None:
+        """Usage of the most recently finished call (query engines do not return it)."""
+        return self._last_usage
 
     # ------------------------------------------------------------------ sync API
     @llm_completion_callback()

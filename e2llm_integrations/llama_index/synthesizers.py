@@ -74,7 +74,7 @@ class E2LLMSynthesizer(BaseSynthesizer):
         super().__init__(llm=self._e2llm, callback_manager=callback_manager, streaming=streaming)
         self._system_prompt = system_prompt
         self._on_empty = on_empty
-        # Usage of the most recent non-streaming answer (soft tokens, compression ratio...).
+        # Usage of the most recently finished answer (soft tokens, compression ratio...).
         self.last_usage: Usage | None = None
 
     @property
@@ -96,14 +96,18 @@ class E2LLMSynthesizer(BaseSynthesizer):
     def _stream(self, query_str: str, text_chunks: Sequence[str]) -> Iterator[GenerationChunk]:
         corpus = self._e2llm.prefilter(self.encode_nodes(text_chunks), query_str)
         cfg = self._e2llm._generation({})
-        return prime(self.pipeline.stream(corpus, query_str, cfg, system=self._system_prompt))
+        return prime(
+            self._track(self.pipeline.stream(corpus, query_str, cfg, system=self._system_prompt))
+        )
+
+    def _track(self, chunks: Iterator[GenerationChunk]) -> Iterator[GenerationChunk]:
+        for chunk in chunks:
+            if chunk.usage is not None:
+                self.last_usage = chunk.usage
+            yield chunk
 
     def _answer(self, query_str: str, text_chunks: Sequence[str]) -> str:
-        pieces, last = [], GenerationChunk("")
-        for last in self._stream(query_str, text_chunks):
-            pieces.append(last.text)
-        self.last_usage = last.usage
-        return "".join(pieces)
+        return "".join(chunk.text for chunk in self._stream(query_str, text_chunks))
 
     # ------------------------------------------------------------------ BaseSynthesizer
     def get_response(

@@ -277,6 +277,7 @@ def test_plain_decoder_reads_raw_text(tiny_pipeline: E2LLMPipeline) -> None:
     response = llm.complete(f"{CONTEXT}\n\n{QUESTION}")
     usage = response.additional_kwargs["usage"]
     assert usage["soft_tokens"] == 0 and usage["input_positions"] > 100
+    assert llm.last_usage is not None and llm.last_usage.to_dict() == usage
     assert (
         "".join(p.delta or "" for p in llm.stream_complete(QUESTION)) == llm.complete(QUESTION).text
     )

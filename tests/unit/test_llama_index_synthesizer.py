@@ -100,15 +100,16 @@ def test_usage_counts_every_chunk_of_every_node(prose_index: Any, llm: E2LLM) ->
 def test_retriever_query_engine_and_streaming_agree(prose_index: Any, llm: E2LLM) -> None:
     retriever = prose_index.as_retriever(similarity_top_k=2)
     plain = RetrieverQueryEngine(retriever, response_synthesizer=E2LLMSynthesizer(llm))
-    streaming = RetrieverQueryEngine(
-        retriever, response_synthesizer=E2LLMSynthesizer(llm, streaming=True)
-    )
+    streaming_synth = E2LLMSynthesizer(llm, streaming=True)
+    streaming = RetrieverQueryEngine(retriever, response_synthesizer=streaming_synth)
     answer = plain.query(QUESTION)
     streamed = streaming.query(QUESTION)
     assert isinstance(streamed, StreamingResponse)
     pieces = list(streamed.response_gen)
     assert all(isinstance(p, str) for p in pieces)
     assert "".join(pieces) == answer.response  # greedy decoding: the same answer
+    usage = streaming_synth.last_usage  # recorded once the stream finished
+    assert usage is not None and usage.n_chunks > 1
     assert [n.node.node_id for n in streamed.source_nodes] == [
         n.node.node_id for n in answer.source_nodes
     ]
