@@ -14,8 +14,9 @@ except ImportError as err:  # pragma: no cover - depends on the environment
         "The LangChain integration needs langchain-core: pip install 'e2llm-integrations[langchain]'"
     ) from err
 
+from ..core.registry import clear_pipelines, get_pipeline
 from ._messages import documents_to_blocks, split_stuffed_prompt
-from ._runtime import CORPUS_KEY, CORPUS_STORE, CorpusStore, clear_pipelines, get_pipeline
+from ._runtime import CORPUS_KEY, CORPUS_STORE, CorpusStore
 from .chains import create_e2llm_rag_chain
 from .chat_models import E2LLMChat
 from .document_compressors import E2LLMDocumentCompressor

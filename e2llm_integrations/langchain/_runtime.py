@@ -1,10 +1,10 @@
 """Process-local runtime shared by the LangChain wrappers.
 
-Two caches live here:
+Two caches serve them:
 
-* the **pipeline cache**: one :class:`E2LLMPipeline` per ``(checkpoint, device)``, loaded
-  lazily on first use and shared by every ``E2LLMChat`` / ``E2LLMDocumentCompressor``
-  built with the same settings, so constructing wrappers stays cheap;
+* the **pipeline cache** (``core.registry``): one :class:`E2LLMPipeline` per
+  ``(checkpoint, device)``, loaded lazily on first use and shared by every wrapper
+  (LangChain or LlamaIndex) built with the same settings, so constructing them stays cheap;
 * the **corpus store**: encoded chunks produced by ``E2LLMDocumentCompressor``, kept
   under a random key that travels in ``Document.metadata`` so that ``E2LLMChat`` reads
   the features directly instead of encoding the text again. The store is bounded (least
@@ -19,7 +19,6 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
@@ -33,43 +32,6 @@ CORPUS_KEY = "e2llm_corpus_id"
 
 DEFAULT_STORE_BYTES = 512 * 2**20
 """Default bound on the feature bytes kept by :data:`CORPUS_STORE`."""
-
-_PIPELINES: dict[tuple[str | None, str | None], E2LLMPipeline] = {}
-_PIPELINES_LOCK = threading.Lock()
-
-
-def _cache_key(checkpoint: str | Path | None, device: str | None) -> tuple[str | None, str | None]:
-    path = str(Path(checkpoint).expanduser().resolve()) if checkpoint is not None else None
-    return path, device
-
-
-def get_pipeline(checkpoint: str | Path | None = None, device: str | None = None) -> E2LLMPipeline:
-    """The shared pipeline for ``(checkpoint, device)``, loading it on first use.
-
-    Args:
-        checkpoint: Checkpoint folder; ``None`` is the shipped default checkpoint (or an
-            untrained model, with a loud warning, when the installation has none).
-        device: Torch device string; ``None`` picks CUDA when available.
-
-    Example:
-        >>> pipe = get_pipeline()  # doctest: +SKIP
-        >>> get_pipeline() is pipe  # doctest: +SKIP
-        True
-    """
-    key = _cache_key(checkpoint, device)
-    with _PIPELINES_LOCK:
-        pipeline = _PIPELINES.get(key)
-        if pipeline is None:
-            logger.info("Loading E2LLM pipeline (checkpoint=%s, device=%s).", key[0], device)
-            pipeline = E2LLMPipeline.from_pretrained(checkpoint=checkpoint, device=device)
-            _PIPELINES[key] = pipeline
-        return pipeline
-
-
-def clear_pipelines() -> None:
-    """Forget every cached pipeline (their weights are freed once unreferenced)."""
-    with _PIPELINES_LOCK:
-        _PIPELINES.clear()
 
 
 def corpus_nbytes(corpus: EncodedCorpus) -> int:

@@ -92,8 +92,11 @@ def create_e2llm_rag_chain(
     )
     if compressor is not None:
         prepared = prepared | RunnablePassthrough.assign(documents=_compress_step(compressor))
-    to_messages = RunnableLambda(lambda inputs: build_messages(inputs, system), name="messages")
+    to_messages: Runnable[dict[str, Any], list[BaseMessage]] = RunnableLambda(
+        lambda inputs: build_messages(inputs, system), name="messages"
+    )
     answer = to_messages | chat | StrOutputParser()
+    chain: Runnable[Any, Any]
     if return_documents:
         chain = prepared | RunnablePassthrough.assign(answer=answer)
     else:

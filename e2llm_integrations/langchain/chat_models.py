@@ -20,8 +20,9 @@ from pydantic import ConfigDict, Field
 from ..core.corpus import EncodedCorpus
 from ..core.generation import GenerationConfig, Usage
 from ..core.pipeline import E2LLMPipeline
+from ..core.registry import get_pipeline
 from ._messages import DocumentSource, parse_messages, sources_from_documents
-from ._runtime import empty_corpus, encode_texts, get_pipeline, stored_corpus
+from ._runtime import empty_corpus, encode_texts, stored_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +270,9 @@ class E2LLMChat(BaseChatModel):
             except Exception as err:  # re-raised on the event loop
                 post(err)
             finally:
-                stream.close()
+                close = getattr(stream, "close", None)
+                if close is not None:  # release the pipeline lock on this thread
+                    close()
                 post(_DONE)
 
         worker = loop.run_in_executor(None, produce)

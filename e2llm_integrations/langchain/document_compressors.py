@@ -14,8 +14,9 @@ from pydantic import ConfigDict, Field
 
 from ..core.corpus import EncodedCorpus
 from ..core.pipeline import E2LLMPipeline
+from ..core.registry import get_pipeline
 from ..retrieval.faiss_index import ChunkPrefilter, ScoredChunk
-from ._runtime import CORPUS_KEY, CORPUS_STORE, encode_texts, get_pipeline, stored_corpus
+from ._runtime import CORPUS_KEY, CORPUS_STORE, encode_texts, stored_corpus
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 
-from e2llm_integrations.core import E2LLMPipeline
-from e2llm_integrations.langchain import CORPUS_KEY, CORPUS_STORE, E2LLMChat, _runtime
+from e2llm_integrations.core import E2LLMPipeline, registry
+from e2llm_integrations.langchain import CORPUS_KEY, CORPUS_STORE, E2LLMChat
 
 TEXT = (
     "The Jade Bridge was opened in 1931 by the river authority. It spans 240 metres. "
@@ -240,6 +240,7 @@ async def test_astream_matches_stream_and_releases_lock(
     async for _ in chat.astream(message):
         break  # abandon the stream mid-way
     await asyncio.sleep(0.2)
+
     def lock_is_free() -> bool:
         if tiny_pipeline.lock.acquire(timeout=10):
             tiny_pipeline.lock.release()
@@ -268,7 +269,7 @@ def test_construction_is_cheap_and_weights_are_shared(
         return tiny_pipeline
 
     monkeypatch.setattr(E2LLMPipeline, "from_pretrained", staticmethod(fake_from_pretrained))
-    _runtime.clear_pipelines()
+    registry.clear_pipelines()
     chats = [E2LLMChat.from_pretrained(tmp_path, max_tokens=2) for _ in range(3)]
     assert loads == []
     threads = [threading.Thread(target=c.get_pipeline) for c in chats]
@@ -277,10 +278,10 @@ def test_construction_is_cheap_and_weights_are_shared(
     for t in threads:
         t.join()
     assert len(loads) == 1 and chats[0].get_pipeline() is tiny_pipeline
-    E2LLMChat(checkpoint=str(tmp_path), device="cpu").get_pipeline()
-    assert len(loads) == 2, "another device is another pipeline"
+    E2LLMChat(checkpoint=str(tmp_path / "other")).get_pipeline()
+    assert len(loads) == 2, "another checkpoint is another pipeline"
     assert chats[0].resolved_model_name == f"e2llm:{tmp_path.name}"
-    _runtime.clear_pipelines()
+    registry.clear_pipelines()
 
 
 def test_ls_params(chat: E2LLMChat) -> None:
