@@ -1,0 +1,301 @@
+"""Speed and memory against context length: time to first token, decode tokens/s, peak memory.
+
+Systems: ``e2llm_cold`` (chunk + encode + adapter + prefill), ``e2llm_warm`` (the encoded
+corpus is reused), ``full`` (the plain base decoder with the whole text, only where it
+fits its window) and ``rag`` (question embedding + FAISS top-k + prefill of their text;
+the chunk index is built beforehand, as a RAG index would be).
+
+Every system decodes exactly ``new_tokens`` greedy tokens (end-of-sequence ignored), so
+decode speed is measured on the same number of steps everywhere. By default each
+(system, length) runs in a fresh worker process (``python -m
+e2llm_integrations.eval.bench_worker``) after a short warm-up, so the peak memory of one
+measurement cannot hide in memory freed by another.
+
+Example:
+    >>> rows = run_bench(ModelSource(), texts, BenchConfig(lengths=(1000, 2000)))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..core.generation import _cache_argument, _cache_of
+from ..core.pipeline import E2LLMPipeline
+from ..core.prompt import render_chat
+from .common import ModelSource
+from .memory import MB, PeakMemory
+from .systems import TEXT_INSTRUCTION, text_messages, top_chunks
+
+logger = logging.getLogger(__name__)
+
+BENCH_SYSTEMS: tuple[str, ...] = ("e2llm_cold", "e2llm_warm", "full", "rag")
+QUESTION = "What is the main point of the text?"
+WORKER = "e2llm_integrations.eval.bench_worker"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``e2llm bench`` measures.
+
+    Attributes:
+        lengths: Context lengths in decoder tokens.
+        systems: Subset of :data:`BENCH_SYSTEMS`.
+        new_tokens: Tokens decoded per measurement (all of them, EOS ignored).
+        top_k: Chunks the ``rag`` system retrieves.
+        repeats: Measurements per cell; the median time is kept, the largest memory.
+        isolate: One fresh worker process per (system, length).
+        timeout_s: Limit for one worker process.
+    """
+
+    lengths: tuple[int, ...] = (1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000)
+    systems: tuple[str, ...] = BENCH_SYSTEMS
+    new_tokens: int = 32
+    top_k: int = 8
+    repeats: int = 1
+    isolate: bool = True
+    timeout_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        if any(s not in BENCH_SYSTEMS for s in self.systems):
+            raise ValueError(f"Unknown system in {self.systems}; choose from {BENCH_SYSTEMS}.")
+        if self.new_tokens < 2 or self.repeats < 1:
+            raise ValueError("new_tokens must be >= 2 and repeats >= 1.")
+
+
+QUICK_BENCH = BenchConfig(lengths=(1000, 2000), new_tokens=8, isolate=False)
+"""A tiny grid for smoke tests (in-process: memory numbers only indicative)."""
+
+
+@dataclass
+class Measurement:
+    """One (system, length) measurement; times in seconds, memory in MiB."""
+
+    system: str
+    length: int
+    context_tokens: int = 0
+    input_positions: int = 0
+    ttft_s: float | None = None
+    decode_tok_s: float | None = None
+    wall_s: float | None = None
+    peak_mb: float | None = None
+    weights_mb: float | None = None
+    memory_method: str = ""
+    skipped: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+class Skip(Exception):
+    """A system cannot run at this length (e.g. the text is over the decoder's window)."""
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _weights_mb(*modules: torch.nn.Module) -> float:
+    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters()) / MB
+
+
+def _e2llm_embeds(pipe: E2LLMPipeline, corpus: Any, new_tokens: int) -> torch.Tensor:
+    model = pipe.model
+    prompt = model.prompt(QUESTION)
+    soft = model.soft_tokens(corpus.features, corpus.mask)
+    model.check_window(prompt, soft.shape[0], new_tokens)
+    return model.embed_sequence(prompt, soft).unsqueeze(0)  # (1, P, d_dec)
+
+
+def _text_embeds(pipe: E2LLMPipeline, context: str, new_tokens: int) -> torch.Tensor:
+    tok, model = pipe.model.tokenizer, pipe.model
+    chat = render_chat(tok, text_messages(TEXT_INSTRUCTION, context, QUESTION))
+    ids = tok(chat, add_special_tokens=False)["input_ids"]
+    if len(ids) + new_tokens > model.max_positions:
+        raise Skip(f"{len(ids)} prompt tokens + {new_tokens} > window {model.max_positions}")
+    table = model.decoder.get_input_embeddings()
+    return table(torch.tensor([ids], device=model.device))  # (1, P, d_dec)
+
+
+def timed_decode(decoder: Any, embeds: torch.Tensor, new_tokens: int) -> tuple[float, float]:
+    """Prefill ``embeds`` and decode ``new_tokens`` greedy tokens.
+
+    The prefill computes logits for the last position only, as ``transformers``'
+    ``generate`` does, so no system pays for a (positions x vocabulary) logits matrix.
+
+    Returns:
+        Seconds to the first token, seconds for the remaining ``new_tokens - 1``.
+    """
+    cache_kw, dev = _cache_argument(decoder), embeds.device
+    last_only = {"logits_to_keep": 1} if _accepts(decoder, "logits_to_keep") else {}
+    start = time.perf_counter()
+    out = decoder(inputs_embeds=embeds, use_cache=True, **last_only)
+    token = out.logits[:, -1].argmax(-1, keepdim=True)  # (1, 1)
+    _sync(dev)
+    first = time.perf_counter()
+    for _ in range(new_tokens - 1):
+        out = decoder(input_ids=token, use_cache=True, **{cache_kw: _cache_of(out)})
+        token = out.logits[:, -1].argmax(-1, keepdim=True)
+    _sync(dev)
+    return first - start, time.perf_counter() - first
+
+
+def _accepts(decoder: Any, name: str) -> bool:
+    base = decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
+    return name in inspect.signature(type(base).forward).parameters
+
+
+@contextlib.contextmanager
+def _base_only(pipe: E2LLMPipeline, on: bool) -> Iterator[None]:
+    off = getattr(pipe.model.decoder, "disable_adapter", None)
+    with off() if on and off is not None else contextlib.nullcontext():
+        yield
+
+
+def _prepare(
+    pipe: E2LLMPipeline, system: str, text: str, top_k: int
+) -> Callable[[int], torch.Tensor]:
+    """A function of ``new_tokens`` that builds the decoder input: the timed setup part."""
+    if system == "e2llm_cold":
+        return lambda n: _e2llm_embeds(pipe, pipe.encode([text], progress=False), n)
+    if system == "full":
+        return lambda n: _text_embeds(pipe, text, n)
+    corpus = pipe.encode([text], progress=False)  # built before timing: an existing index
+    if system == "e2llm_warm":
+        return lambda n: _e2llm_embeds(pipe, corpus, n)
+    if system == "rag":
+        return lambda n: _text_embeds(
+            pipe, "\n\n".join(top_chunks(pipe, corpus, QUESTION, top_k)), n
+        )
+    raise ValueError(f"Unknown bench system {system!r}; choose from {BENCH_SYSTEMS}.")
+
+
+def measure(
+    pipe: E2LLMPipeline, system: str, text: str, length: int, cfg: BenchConfig
+) -> Measurement:
+    """Time and memory of ``system`` on ``text`` in this process (``repeats`` times)."""
+    row = Measurement(system, length, context_tokens=_tokens(pipe, text))
+    used = [pipe.model.decoder] + ([] if system == "full" else [pipe.model.encoder])
+    row.weights_mb = _weights_mb(*used, *([pipe.model.adapter] if "e2llm" in system else []))
+    times: list[tuple[float, float, float]] = []
+    try:
+        build = _prepare(pipe, system, text, cfg.top_k)
+        for _ in range(cfg.repeats):
+            with (
+                PeakMemory(pipe.model.device) as mem,
+                torch.inference_mode(),
+                pipe.lock,
+                _base_only(pipe, system in ("full", "rag")),
+            ):
+                start = time.perf_counter()
+                embeds = build(cfg.new_tokens)
+                setup = time.perf_counter() - start
+                prefill, decode = timed_decode(pipe.model.decoder, embeds, cfg.new_tokens)
+            times.append((setup + prefill, decode, time.perf_counter() - start))
+            row.peak_mb = max(row.peak_mb or 0.0, mem.peak_mb)
+            row.input_positions, row.memory_method = int(embeds.shape[1]), mem.method
+    except Skip as why:
+        row.skipped = str(why)
+        return row
+    ttft, decode, wall = sorted(times)[len(times) // 2]
+    row.ttft_s, row.wall_s = ttft, wall
+    row.decode_tok_s = (cfg.new_tokens - 1) / decode if decode > 0 else None
+    return row
+
+
+def _tokens(pipe: E2LLMPipeline, text: str) -> int:
+    return len(pipe.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def warm_up(pipe: E2LLMPipeline, system: str, text: str) -> None:
+    """Run ``system`` once on the start of ``text`` (kernels, allocator, lazy imports)."""
+    measure(pipe, system, text[:2000], 0, replace(BenchConfig(), new_tokens=2, repeats=1))
+
+
+def run_in_process(
+    pipe: E2LLMPipeline, texts: dict[int, str], cfg: BenchConfig
+) -> list[Measurement]:
+    """Every (system, length) in this process (memory is then only indicative)."""
+    rows = []
+    for system in cfg.systems:
+        warm_up(pipe, system, next(iter(texts.values())))
+        for length, text in sorted(texts.items()):
+            rows.append(measure(pipe, system, text, length, cfg))
+            logger.info("bench %s", rows[-1].to_dict())
+    return rows
+
+
+def run_worker(
+    source: ModelSource, system: str, text: str, length: int, cfg: BenchConfig
+) -> Measurement:
+    """One measurement in a fresh ``bench_worker`` process."""
+    with tempfile.TemporaryDirectory(prefix="e2llm-bench-") as tmp:
+        spec = Path(tmp) / "spec.json"
+        spec.write_text(json.dumps({
+            "system": system, "length": length, "text": text,
+            "config": {**asdict(cfg), "lengths": list(cfg.lengths), "systems": list(cfg.systems)},
+        }), encoding="utf-8")  # fmt: skip
+        cmd = [sys.executable, "-m", WORKER, str(spec), *source.to_args()]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg.timeout_s)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-5:]
+        raise RuntimeError(f"bench worker failed for {system} @ {length}: {' | '.join(tail)}")
+    return Measurement(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def run_bench(
+    source: ModelSource, texts: dict[int, str], cfg: BenchConfig, pipe: E2LLMPipeline | None = None
+) -> list[Measurement]:
+    """Measure every (system, length): in worker processes, or in-process with ``pipe``."""
+    if not cfg.isolate:
+        return run_in_process(pipe or source.load(), texts, cfg)
+    rows = []
+    for length, text in sorted(texts.items()):
+        for system in cfg.systems:
+            rows.append(run_worker(source, system, text, length, cfg))
+            logger.info("bench %s", rows[-1].to_dict())
+    return rows
+
+
+def with_ratios(rows: list[Measurement]) -> list[dict[str, Any]]:
+    """Rows as dicts plus ratios against ``full`` at the same length (where it ran).
+
+    ``ttft_speedup`` = full's TTFT / this TTFT; ``memory_ratio`` = this peak / full's peak.
+    """
+    full = {r.length: r for r in rows if r.system == "full" and r.skipped is None}
+    out = []
+    for r in rows:
+        d = r.to_dict()
+        ref = full.get(r.length)
+        if ref is not None and r.skipped is None and r.ttft_s and ref.ttft_s:
+            d["ttft_speedup"] = round(ref.ttft_s / r.ttft_s, 3)
+            if ref.peak_mb and r.peak_mb is not None:
+                d["memory_ratio"] = round(r.peak_mb / ref.peak_mb, 3)
+        out.append(d)
+    return out
+
+
+def haystack_texts(pipe: E2LLMPipeline, haystack: str, lengths: tuple[int, ...]) -> dict[int, str]:
+    """The first ``n`` decoder tokens of ``haystack`` (repeated if short) for each length."""
+    if not haystack.strip():
+        raise ValueError("The haystack is empty; run `e2llm data prepare` first.")
+    need = max(lengths) * 6 + 1000
+    text = haystack
+    while len(text) < need:
+        text += "\n\n" + haystack
+    tok = pipe.model.tokenizer
+    ids = tok(text[:need], add_special_tokens=False)["input_ids"]
+    return {n: tok.decode(ids[:n]) for n in lengths}

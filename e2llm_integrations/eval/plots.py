@@ -1,0 +1,96 @@
+"""PNG plots of evaluation results (matplotlib, imported lazily, headless backend)."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from .common import length_label
+
+logger = logging.getLogger(__name__)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("Plots need matplotlib: pip install 'e2llm-integrations[train]'") from err
+    return plt
+
+
+def niah_heatmap(
+    grid: dict[str, dict[str, float]],
+    lengths: list[int],
+    depths: list[float],
+    title: str,
+    path: str | Path,
+) -> Path:
+    """Depth (rows) x length (columns) heat-map of mean scores; grey where not run.
+
+    Args:
+        grid: ``{str(length): {str(depth): mean score}}`` for one system.
+        lengths: Column order.
+        depths: Row order (fractions).
+        title: Figure title (system and model).
+        path: Output PNG.
+    """
+    plt = _pyplot()
+    values = [[grid.get(str(n), {}).get(str(d), math.nan) for n in lengths] for d in depths]
+    fig, ax = plt.subplots(figsize=(1.1 * len(lengths) + 2.5, 0.55 * len(depths) + 1.8))
+    cmap = plt.get_cmap("RdYlGn").with_extremes(bad="#d0d0d0")
+    image = ax.imshow(values, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(lengths)), [length_label(n) for n in lengths])
+    ax.set_yticks(range(len(depths)), [f"{d * 100:g}%" for d in depths])
+    ax.set_xlabel("context length (decoder tokens)")
+    ax.set_ylabel("needle depth")
+    for r, row in enumerate(values):
+        for c, v in enumerate(row):
+            ax.text(c, r, "n/a" if math.isnan(v) else f"{v:.2f}", ha="center", va="center",
+                    fontsize=8)  # fmt: skip
+    fig.colorbar(image, ax=ax, label="needle found (mean)")
+    ax.set_title(title, fontsize=9)
+    return _save(fig, plt, path)
+
+
+def bench_plot(rows: list[dict[str, Any]], title: str, path: str | Path) -> Path:
+    """TTFT, decode tokens/s and peak memory against context length, one line per system."""
+    plt = _pyplot()
+    panels = (
+        ("ttft_s", "time to first token (s)", True),
+        ("decode_tok_s", "decode tokens / s", False),
+        ("peak_mb", "peak extra memory (MiB)", True),
+    )
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    systems = sorted({r["system"] for r in rows})
+    for ax, (key, label, log) in zip(axes, panels, strict=True):
+        for system in systems:
+            pts = sorted(
+                (r["length"], r[key]) for r in rows
+                if r["system"] == system and r.get(key) is not None
+            )  # fmt: skip
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=system)
+        ax.set_xscale("log", base=2)
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("context length (decoder tokens)")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, plt, path)
+
+
+def _save(fig: Any, plt: Any, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    logger.info("Wrote %s", out)
+    return out

@@ -1,0 +1,97 @@
+"""`e2llm eval niah|qa|report` and `e2llm bench` end to end on the tiny models (--model-config)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from e2llm_integrations.cli import main
+from e2llm_integrations.eval.cli import command_line
+
+from ..conftest import tiny_config
+from .eval_support import write_data
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dirs, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("evalcli")
+    config = root / "tiny.json"
+    config.write_text(tiny_config(tiny_model_dirs).to_json())
+    write_data(root / "data")
+    return {"config": str(config), "data": str(root / "data"), "out": str(root / "results")}
+
+
+def _run(setup: dict[str, str], *argv: str) -> int:
+    common = ["--model-config", setup["config"], "--data-dir", setup["data"],
+              "--out-dir", setup["out"], "--threads", "1"]  # fmt: skip
+    return main([*argv, *common])
+
+
+@pytest.fixture(scope="module")
+def niah_result(setup: dict[str, str]) -> dict:  # type: ignore[type-arg]
+    assert _run(setup, "eval", "niah", "--quick", "--lengths", "200,300", "--depths", "0,100",
+                "--max-new-tokens", "2", "--full-max-length", "200") == 0  # fmt: skip
+    return json.loads((Path(setup["out"]) / "niah.json").read_text())
+
+
+def test_niah_writes_cells_summary_and_heatmaps(setup, niah_result, capsys) -> None:  # type: ignore[no-untyped-def]
+    cells = niah_result["cells"]
+    # quick: 1 needle; full stops at 200 tokens; e2llm, rag, hybrid run at both lengths
+    assert len(cells) == 2 * 2 * 3 + 2 * 1
+    assert {c["system"] for c in cells} == {"e2llm", "full", "rag", "hybrid"}
+    assert all(c["score"] in (0.0, 1.0) for c in cells)
+    meta = niah_result["meta"]
+    assert meta["trained"] is False and "untrained" in meta["model"]
+    assert meta["command"].startswith("e2llm eval niah --model-config")
+    assert "--quick" in meta["command"] and meta["machine"]["cpu_count"]
+    for system in ("e2llm", "full", "rag", "hybrid"):
+        png = Path(setup["out"]) / f"niah_{system}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_qa_writes_f1_em_per_cell_and_prints_table(setup, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert _run(setup, "eval", "qa", "--quick", "--lengths", "250", "--n", "2",
+                "--systems", "e2llm,full", "--max-new-tokens", "2") == 0  # fmt: skip
+    table = capsys.readouterr().out
+    assert "| e2llm |" in table and "multi_doc 250 F1 / EM" in table
+    result = json.loads((Path(setup["out"]) / "qa.json").read_text())
+    assert len(result["cells"]) == 2 * 2 * 2
+    assert {c["task"] for c in result["cells"]} == {"single_doc", "multi_doc"}
+    assert result["summary"]["full"]["single_doc"]["250"]["n"] == 2
+
+
+def test_bench_in_process_writes_rows_and_plot(setup, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert _run(setup, "bench", "--quick", "--in-process", "--lengths", "150,700",
+                "--new-tokens", "2") == 0  # fmt: skip
+    assert "TTFT" in capsys.readouterr().out
+    result = json.loads((Path(setup["out"]) / "bench.json").read_text())
+    rows = {(r["system"], r["length"]): r for r in result["rows"]}
+    assert len(rows) == 4 * 2
+    assert rows[("full", 700)]["skipped"]  # over the tiny decoder's 512 window
+    assert rows[("e2llm_warm", 150)]["ttft_speedup"] > 0
+    assert (Path(setup["out"]) / "bench.png").is_file()
+
+
+def test_report_renders_every_result_with_its_command(setup, niah_result, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    doc = tmp_path / "docs" / "RESULTS.md"
+    assert main(["eval", "report", "--results-dir", setup["out"], "--out", str(doc)]) == 0
+    text = doc.read_text()
+    assert niah_result["meta"]["command"] in text
+    assert "untrained: numbers are noise" in text
+    assert "niah_e2llm.png" in text and "| system |" in text
+
+
+def test_bad_options_exit_with_usage_error(setup, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert _run(setup, "eval", "niah", "--systems", "e2llm,gpt4") == 2
+    assert "Unknown system" in capsys.readouterr().err
+    assert _run(setup, "eval", "qa", "--lengths", "2x") == 2
+    assert main(["eval", "niah", "--checkpoint", "a", "--model-config", "b"]) == 2
+
+
+def test_command_line_lists_only_changed_options() -> None:
+    from e2llm_integrations.cli import build_parser
+
+    args = build_parser().parse_args(["eval", "qa", "--n", "5", "--quick"])
+    assert command_line(args) == "e2llm eval qa --quick --n 5"

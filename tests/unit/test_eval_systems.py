@@ -1,0 +1,82 @@
+"""The four evaluated systems and LongBench-style middle truncation, on the tiny models."""
+
+from __future__ import annotations
+
+import pytest
+
+from e2llm_integrations.eval.systems import (
+    EvalContext,
+    SystemConfig,
+    run_system,
+    text_budget,
+    top_chunks,
+    truncate_middle,
+)
+
+from .eval_support import essay
+
+
+def _numbered(n: int) -> str:
+    return " ".join(f"w{i}" for i in range(n))
+
+
+def test_truncate_middle_keeps_head_and_tail(tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    tok = tiny_pipeline.model.tokenizer
+    text = _numbered(400)
+    cut, truncated = truncate_middle(tok, text, 100)
+    assert truncated
+    assert len(tok(cut, add_special_tokens=False)["input_ids"]) <= 100 + 2
+    assert cut.startswith("w0 w1 w2") and cut.endswith("w398 w399")
+    assert "w200" not in cut.split()  # the middle is gone
+
+
+def test_truncate_middle_leaves_short_text_alone(tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    text = _numbered(10)
+    assert truncate_middle(tiny_pipeline.model.tokenizer, text, 100) == (text, False)
+    with pytest.raises(ValueError, match="max_tokens"):
+        truncate_middle(tiny_pipeline.model.tokenizer, text, 1)
+
+
+@pytest.fixture(scope="module")
+def long_ctx(tiny_pipeline) -> EvalContext:  # type: ignore[no-untyped-def]
+    return EvalContext.from_text(tiny_pipeline, essay(120))  # ~1.3k tokens: over the 512 window
+
+
+def test_full_cuts_text_over_the_window(tiny_pipeline, long_ctx: EvalContext) -> None:  # type: ignore[no-untyped-def]
+    cfg = SystemConfig(max_new_tokens=3)
+    assert long_ctx.context_tokens > tiny_pipeline.model.max_positions
+    ans = run_system("full", tiny_pipeline, long_ctx, "What do founders learn?", cfg)
+    assert ans.truncated
+    assert ans.input_positions + cfg.max_new_tokens <= tiny_pipeline.model.max_positions
+    budget = text_budget(tiny_pipeline, "What do founders learn?", cfg)
+    assert ans.input_positions > budget  # the window is used, not wasted
+
+
+def test_short_text_is_not_cut(tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    ctx = EvalContext.from_text(tiny_pipeline, essay(4))
+    ans = run_system("full", tiny_pipeline, ctx, "Who?", SystemConfig(max_new_tokens=2))
+    assert not ans.truncated
+
+
+def test_top_chunks_are_k_chunks_in_document_order(tiny_pipeline, long_ctx: EvalContext) -> None:  # type: ignore[no-untyped-def]
+    texts = top_chunks(tiny_pipeline, long_ctx.corpus, "founders growth", 3)
+    assert len(texts) == 3
+    order = [long_ctx.text.index(t) for t in texts]
+    assert order == sorted(order)
+
+
+def test_systems_read_what_they_should(tiny_pipeline, long_ctx: EvalContext) -> None:  # type: ignore[no-untyped-def]
+    cfg = SystemConfig(top_k=4, max_new_tokens=2)
+    q = "What do founders learn?"
+    pos = {s: run_system(s, tiny_pipeline, long_ctx, q, cfg).input_positions
+           for s in ("e2llm", "hybrid", "rag")}  # fmt: skip
+    excerpt_tokens = sum(
+        len(tiny_pipeline.model.tokenizer(t)["input_ids"])
+        for t in top_chunks(tiny_pipeline, long_ctx.corpus, q, 4)
+    )
+    # e2llm: one soft token per chunk; hybrid adds the excerpts' raw text.
+    assert pos["e2llm"] < len(long_ctx.corpus) + 100
+    assert pos["hybrid"] >= pos["e2llm"] + excerpt_tokens
+    assert pos["rag"] >= excerpt_tokens
+    with pytest.raises(ValueError, match="Unknown system"):
+        run_system("oracle", tiny_pipeline, long_ctx, q, cfg)
