@@ -17,6 +17,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from ..core.registry import clear_pipelines, get_pipeline
 from ._messages import documents_to_blocks, split_stuffed_prompt
 from ._runtime import CORPUS_KEY, CORPUS_STORE, CorpusStore
+from .baseline import PlainDecoderChat
 from .chains import create_e2llm_rag_chain
 from .chat_models import E2LLMChat
 from .document_compressors import E2LLMDocumentCompressor
@@ -29,6 +30,7 @@ __all__ = [
     "E2LLMChat",
     "E2LLMDocumentCompressor",
     "LocalSentenceEmbeddings",
+    "PlainDecoderChat",
     "clear_pipelines",
     "create_e2llm_rag_chain",
     "documents_to_blocks",

@@ -83,7 +83,7 @@ def test_rag_chain_answers_from_retrieved_documents(
     tiny_pipeline: E2LLMPipeline, retriever: object, chat: E2LLMChat
 ) -> None:
     chain = create_e2llm_rag_chain(retriever, chat)  # type: ignore[arg-type]
-    with mock.patch.object(tiny_pipeline, "ask", wraps=tiny_pipeline.ask) as ask:
+    with mock.patch.object(tiny_pipeline, "stream", wraps=tiny_pipeline.stream) as ask:
         answer = chain.invoke("When was the bridge built?")
     corpus, question = ask.call_args.args[:2]
     assert isinstance(answer, str)
@@ -142,7 +142,7 @@ def test_classic_stuff_chain_is_chunked(tiny_pipeline: E2LLMPipeline) -> None:
     )
     chain = create_stuff_documents_chain(chat, prompt)
     docs = [Document(t) for t in TEXTS]
-    with mock.patch.object(tiny_pipeline, "ask", wraps=tiny_pipeline.ask) as ask:
+    with mock.patch.object(tiny_pipeline, "stream", wraps=tiny_pipeline.stream) as ask:
         chain.invoke({"context": docs, "question": "When was the school built?"})
     corpus, question = ask.call_args.args[:2]
     assert question == "Question: When was the school built?\nAnswer:"

@@ -4,6 +4,7 @@
 ``ChatModelIntegrationTests`` (run here against the tiny in-memory model, so it stays a
 unit test) exercises invoke/stream/batch/async/usage/stop through the real code path.
 Tool calling, structured output and multimodal inputs are not claimed and are skipped.
+Both E2LLMChat and the PlainDecoderChat baseline run both suites.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from e2llm_integrations.core import E2LLMPipeline
-from e2llm_integrations.langchain import E2LLMChat
+from e2llm_integrations.langchain import E2LLMChat, PlainDecoderChat
 
 
 class _TinyParams:
@@ -48,3 +49,19 @@ class TestE2LLMChatTinyStandard(_TinyParams, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {**super().chat_model_params, "max_tokens": 8}
+
+
+class TestPlainDecoderChatUnitStandard(TestE2LLMChatUnitStandard):
+    """The raw-text baseline model passes the same construction-level suite."""
+
+    @property
+    def chat_model_class(self) -> type[PlainDecoderChat]:
+        return PlainDecoderChat
+
+
+class TestPlainDecoderChatTinyStandard(TestE2LLMChatTinyStandard):
+    """The raw-text baseline model passes the same call-level suite."""
+
+    @property
+    def chat_model_class(self) -> type[PlainDecoderChat]:
+        return PlainDecoderChat

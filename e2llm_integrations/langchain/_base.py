@@ -1,0 +1,255 @@
+"""Shared plumbing for chat models that run on an :class:`E2LLMPipeline`.
+
+Subclasses implement :meth:`PipelineChatModel._open`, which validates a call and returns
+the core token stream plus the number of decoder input positions; this base turns it
+into LangChain's ``_generate`` / ``_stream`` / ``_astream`` with usage and metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict, Field
+
+from ..core.generation import GenerationChunk, GenerationConfig, Usage
+from ..core.pipeline import E2LLMPipeline
+from ..core.registry import get_pipeline
+
+_DONE = object()
+
+
+class PipelineChatModel(BaseChatModel):
+    """Fields, tracing params and (a)sync generation shared by the pipeline chat models."""
+
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
+
+    call_options: ClassVar[frozenset[str]] = frozenset(
+        {"temperature", "max_tokens", "top_p", "seed", "model", "stream"}
+    )
+    name_prefix: ClassVar[str] = "e2llm"
+
+    checkpoint: str | None = Field(
+        default=None,
+        description="E2LLM checkpoint folder; None uses the shipped default checkpoint.",
+    )
+    device: str | None = Field(
+        default=None, description="Torch device ('cpu', 'cuda', ...); None picks CUDA if present."
+    )
+    model_name: str | None = Field(
+        default=None,
+        alias="model",
+        description="Name reported in metadata and traces; defaults to one made from checkpoint.",
+    )
+    temperature: float = Field(default=0.0, ge=0.0, description="0 decodes greedily.")
+    max_tokens: int = Field(default=256, gt=0, description="Maximum tokens to generate.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    stop: list[str] | None = Field(default=None, description="Strings that end generation.")
+    seed: int | None = Field(default=None, description="Sampling seed; None is not reproducible.")
+    streaming: bool = Field(default=False, description="Generate through the streaming path.")
+    pipeline: E2LLMPipeline | None = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="An already-built pipeline to use instead of loading `checkpoint`.",
+    )
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> Any:
+        """A chat model over ``checkpoint`` (default: the shipped one); weights load lazily.
+
+        Example:
+            >>> chat = E2LLMChat.from_pretrained("checkpoints/my-run", max_tokens=32)
+        """
+        return cls(checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
+
+    @property
+    def resolved_model_name(self) -> str:
+        """The configured ``model_name``, else the prefix plus the checkpoint folder name."""
+        if self.model_name:
+            return self.model_name
+        suffix = Path(self.checkpoint).name if self.checkpoint else "default"
+        return f"{self.name_prefix}:{suffix}"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_name": self.resolved_model_name,
+            "checkpoint": self.checkpoint,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "stop": self.stop,
+            "seed": self.seed,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(
+            ls_provider="e2llm",
+            ls_model_name=kwargs.get("model") or self.resolved_model_name,
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
+        )
+        stops = stop if stop is not None else self.stop
+        if stops:
+            params["ls_stop"] = list(stops)
+        return params
+
+    def get_pipeline(self) -> E2LLMPipeline:
+        """The injected pipeline, or the shared one for ``checkpoint``/``device`` (loads once)."""
+        if self.pipeline is not None:
+            return self.pipeline
+        return get_pipeline(self.checkpoint, self.device)
+
+    def generation_config(
+        self, stop: list[str] | None, options: dict[str, Any]
+    ) -> GenerationConfig:
+        """Decoding options: per-call values over the instance's."""
+        unknown = sorted(set(options) - self.call_options)
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unsupported call option(s) {unknown}; it accepts "
+                f"{sorted(self.call_options - {'stream'})} (no tools or structured output)."
+            )
+        model = options.get("model")
+        if model and model != self.resolved_model_name:
+            raise ValueError(
+                f"{type(self).__name__} cannot switch models per call (got model={model!r}); "
+                "build another instance with checkpoint=... instead."
+            )
+        stops = stop if stop is not None else self.stop
+        return GenerationConfig(
+            max_new_tokens=options.get("max_tokens", self.max_tokens),
+            temperature=options.get("temperature", self.temperature),
+            top_p=options.get("top_p", self.top_p),
+            stop=tuple(stops or ()),
+            seed=options.get("seed", self.seed),
+        )
+
+    def _open(
+        self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]
+    ) -> tuple[Iterator[GenerationChunk], int]:
+        """Validate a call; return the core token stream and its decoder input positions."""
+        raise NotImplementedError
+
+    def response_metadata(self, finish_reason: str, usage: Usage) -> dict[str, Any]:
+        """``response_metadata`` of the final message."""
+        return {
+            "model_name": self.resolved_model_name,
+            "finish_reason": finish_reason,
+            "compression_ratio": round(usage.compression_ratio, 3),
+            "context_tokens": usage.context_tokens,
+            "soft_tokens": usage.soft_tokens,
+            "n_chunks": usage.n_chunks,
+        }
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        stream, _ = self._open(messages, stop, kwargs)
+        pieces = list(stream)
+        last = pieces[-1]
+        assert last.usage is not None and last.finish_reason is not None
+        message = AIMessage(
+            content="".join(p.text for p in pieces),
+            usage_metadata=usage_metadata(last.usage.input_positions, last.usage.output_tokens),
+            response_metadata=self.response_metadata(last.finish_reason, last.usage),
+        )
+        info = {"finish_reason": last.finish_reason}
+        return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        stream, pending = self._open(messages, stop, kwargs)
+        for piece in stream:
+            if piece.usage is None:
+                usage = usage_metadata(pending, 0) if pending else None
+                chunk = ChatGenerationChunk(
+                    message=AIMessageChunk(content=piece.text, usage_metadata=usage)
+                )
+                pending = 0  # input tokens go on the first chunk only
+                if run_manager:
+                    run_manager.on_llm_new_token(piece.text, chunk=chunk)
+                yield chunk
+                continue
+            finish = piece.finish_reason or "stop"
+            last = AIMessageChunk(
+                content="",
+                chunk_position="last",
+                usage_metadata=usage_metadata(pending, piece.usage.output_tokens),
+                response_metadata=self.response_metadata(finish, piece.usage),
+            )
+            yield ChatGenerationChunk(message=last, generation_info={"finish_reason": finish})
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        # The sync stream holds the pipeline's lock across tokens, so it must run start to
+        # end on one thread; chunks cross to the event loop through a queue.
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def post(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop closed: nobody is listening any more
+                cancel.set()
+
+        def produce() -> None:
+            stream = self._stream(messages, stop, None, **kwargs)
+            try:
+                for chunk in stream:
+                    if cancel.is_set():
+                        break
+                    post(chunk)
+            except Exception as err:  # re-raised on the event loop
+                post(err)
+            finally:
+                close = getattr(stream, "close", None)
+                if close is not None:  # release the pipeline lock on this thread
+                    close()
+                post(_DONE)
+
+        worker = loop.run_in_executor(None, produce)
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, Exception):
+                    raise item
+                if run_manager and item.text:
+                    await run_manager.on_llm_new_token(item.text, chunk=item)
+                yield item
+            await worker
+        finally:
+            cancel.set()
+
+
+def usage_metadata(input_tokens: int, output_tokens: int) -> UsageMetadata:
+    """LangChain usage counts."""
+    return UsageMetadata(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=input_tokens + output_tokens,
+    )
