@@ -195,7 +195,7 @@ def measure(
         build = _prepare(pipe, system, text, cfg.top_k)
         for _ in range(cfg.repeats):
             with (
-                PeakMemory(pipe.model.device) as mem,
+                PeakMemory(pipe.model.device, collect=cfg.isolate) as mem,
                 torch.inference_mode(),
                 pipe.lock,
                 _base_only(pipe, system in ("full", "rag")),

@@ -88,10 +88,11 @@ def cmd_niah(args: argparse.Namespace) -> int:
     cells = run_niah(pipe, haystack, cfg)
     meta = _meta(args, "niah", source, pipe, cfg)
     meta.seconds = round(time.perf_counter() - start, 1)
-    result = {"meta": meta.to_dict(), "summary": summarize_niah(cells), "cells": cells}
+    summary = summarize_niah(cells)
+    result = {"meta": meta.to_dict(), "summary": summary, "cells": cells}
     out = _out_dir(args)
     write_json(out / NIAH_FILE, result)
-    for name, grid in result["summary"]["grid"].items():
+    for name, grid in summary["grid"].items():
         title = f"NIAH: {name} - {meta.model}"
         niah_heatmap(grid, sorted(cfg.lengths), list(cfg.depths), title, out / f"niah_{name}.png")
     print(niah_table(result))

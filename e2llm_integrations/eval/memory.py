@@ -63,19 +63,25 @@ def peak_rss_mb() -> float:
 class PeakMemory:
     """Context manager measuring the extra memory a block needed at its peak.
 
+    Args:
+        device: Where the block allocates (CUDA peak, or CPU resident memory).
+        collect: Run the garbage collector before taking the baseline.
+
     Attributes:
         peak_mb: Peak minus the memory in use when the block started (MiB).
         method: ``cuda``, ``vmhwm`` (exact, Linux) or ``ru_maxrss`` (upper bound).
     """
 
-    def __init__(self, device: str | torch.device = "cpu") -> None:
+    def __init__(self, device: str | torch.device = "cpu", collect: bool = True) -> None:
         self.device = torch.device(device)
+        self.collect = collect
         self.peak_mb = 0.0
         self.base_mb = 0.0
         self.method = ""
 
     def __enter__(self) -> PeakMemory:
-        gc.collect()
+        if self.collect:  # free cyclic garbage first (can take a second on a big heap)
+            gc.collect()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)

@@ -67,6 +67,7 @@ def bench_plot(rows: list[dict[str, Any]], title: str, path: str | Path) -> Path
     )
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     systems = sorted({r["system"] for r in rows})
+    lengths = sorted({r["length"] for r in rows})
     for ax, (key, label, log) in zip(axes, panels, strict=True):
         for system in systems:
             pts = sorted(
@@ -76,6 +77,8 @@ def bench_plot(rows: list[dict[str, Any]], title: str, path: str | Path) -> Path
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=system)
         ax.set_xscale("log", base=2)
+        ax.set_xticks(lengths, [length_label(n) for n in lengths])
+        ax.minorticks_off()
         if log:
             ax.set_yscale("log")
         ax.set_xlabel("context length (decoder tokens)")

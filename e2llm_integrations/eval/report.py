@@ -12,6 +12,26 @@ from typing import Any
 
 from .common import length_label, read_json
 
+REPRODUCE = """## How to reproduce
+
+On a prepared data folder (`e2llm data prepare`), with the checkpoint to evaluate
+(default: the shipped one; add `--checkpoint PATH` to every command otherwise):
+
+```
+e2llm eval niah                  # results/niah.json + results/niah_<system>.png
+e2llm eval qa                    # results/qa.json
+e2llm bench                      # results/bench.json + results/bench.png
+python benchmarks/bench_8k.py    # results/bench_8k.json
+e2llm eval report                # rewrites this file from results/
+```
+
+Systems: `e2llm` (soft tokens for every chunk), `full` (plain SmolLM2, LoRA off, whole
+text in the prompt, cut in the middle beyond its 8k window as LongBench does), `rag`
+(FAISS top-8 MiniLM chunks as text into plain SmolLM2), `hybrid` (E2LLM soft tokens plus
+the top-8 chunks as raw excerpts). See `benchmarks/README.md` for how speed and memory
+are measured.
+"""
+
 NIAH_FILE = "niah.json"
 QA_FILE = "qa.json"
 BENCH_FILE = "bench.json"
@@ -78,6 +98,29 @@ def bench_table(result: dict[str, Any]) -> str:
     return _table(header, rows)
 
 
+def bench_8k_summary(result: dict[str, Any]) -> str:
+    """Wall time and memory of E2LLM vs the base decoder on one document, with ratios."""
+    rows = {r["system"]: r for r in result["rows"]}
+    e2, full = rows.get("e2llm_cold"), rows.get("full")
+    if e2 is None or full is None or full.get("skipped") or e2.get("skipped"):
+        return "bench_8k needs both e2llm_cold and full measurements."
+    lines = [f"Document: {e2['context_tokens']} decoder tokens; {result['meta']['model']}."]
+    for name, r in (("E2LLM (encode + prefill + decode)", e2), ("SmolLM2 reading it", full)):
+        total = r["weights_mb"] + r["peak_mb"]
+        lines.append(
+            f"{name}: wall {r['wall_s']:.2f} s (TTFT {r['ttft_s']:.2f} s), "
+            f"peak extra memory {r['peak_mb']:.0f} MiB, weights {r['weights_mb']:.0f} MiB, "
+            f"total {total:.0f} MiB"
+        )
+    e2_total, full_total = e2["weights_mb"] + e2["peak_mb"], full["weights_mb"] + full["peak_mb"]
+    lines.append(
+        f"Ratio SmolLM2 / E2LLM: wall time {full['wall_s'] / e2['wall_s']:.2f}x, "
+        f"peak extra memory {full['peak_mb'] / max(e2['peak_mb'], 1e-9):.2f}x, "
+        f"total memory {full_total / e2_total:.2f}x"
+    )
+    return "\n".join(lines)
+
+
 def meta_block(result: dict[str, Any]) -> str:
     """Command, model, machine and date of one result file, as markdown."""
     m = result["meta"]
@@ -117,12 +160,13 @@ def render_results(result_dir: str | Path, doc_path: str | Path = "docs/RESULTS.
         f"`{root.as_posix()}/`; every number below was produced by the command shown with it. "
         "Scores: NIAH = share of needles whose 7-digit number appears in the answer; QA = "
         "SQuAD/LongBench-normalised F1 and exact match on the held-out **test** split.\n",
+        REPRODUCE,
         _section("Needle in a haystack", root / NIAH_FILE, niah_table,
                  _images(root, "niah_", doc_dir)),
         _section("Long-context QA (test split)", root / QA_FILE, qa_table),
         _section("Speed and memory", root / BENCH_FILE, bench_table,
                  _images(root, "bench", doc_dir)),
         _section("One 8k-token document: E2LLM vs SmolLM2 reading it directly",
-                 root / BENCH_8K_FILE, bench_table),
+                 root / BENCH_8K_FILE, lambda r: bench_table(r) + "\n\n" + bench_8k_summary(r)),
     ]  # fmt: skip
     return "\n".join(parts)

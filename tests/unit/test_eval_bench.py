@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from e2llm_integrations.core.training.data import load_squad
 from e2llm_integrations.eval import bench, bench_worker
 from e2llm_integrations.eval.bench import (
     BenchConfig,
@@ -122,3 +123,39 @@ def test_worker_failure_is_reported(monkeypatch) -> None:  # type: ignore[no-unt
 def test_bench_config_refuses_unknown_system() -> None:
     with pytest.raises(ValueError, match="Unknown system"):
         BenchConfig(systems=("e2llm",))
+
+
+def test_bench_8k_summary_prints_ratios() -> None:
+    from e2llm_integrations.eval.report import bench_8k_summary
+
+    rows = [
+        {"system": "e2llm_cold", "context_tokens": 7990, "wall_s": 2.0, "ttft_s": 1.0,
+         "peak_mb": 50.0, "weights_mb": 600.0},
+        {"system": "full", "context_tokens": 7990, "wall_s": 30.0, "ttft_s": 28.0,
+         "peak_mb": 500.0, "weights_mb": 500.0},
+    ]  # fmt: skip
+    text = bench_8k_summary({"meta": {"model": "checkpoint X"}, "rows": rows})
+    assert "wall time 15.00x" in text and "peak extra memory 10.00x" in text
+    assert "total memory 1.54x" in text and "7990 decoder tokens" in text
+
+
+def test_bench_8k_document_is_cut_at_a_paragraph(tiny_pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    from .eval_support import write_data
+
+    root = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_8k.py"
+    spec = importlib.util.spec_from_file_location("bench_8k", root)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tok = tiny_pipeline.model.tokenizer
+    data = write_data(tmp_path / "data")
+    text = module.document(data, tok, 200)
+    assert 100 < len(tok(text, add_special_tokens=False)["input_ids"]) <= 200
+    paragraphs = next(a for a in load_squad(data, "test") if text.startswith(a["paragraphs"][0]))[
+        "paragraphs"
+    ]
+    kept = next(k for k in range(len(paragraphs), 0, -1) if "\n\n".join(paragraphs[:k]) == text)
+    longer = "\n\n".join(paragraphs[: kept + 1])
+    assert len(tok(longer, add_special_tokens=False)["input_ids"]) > 200  # whole paragraphs only
