@@ -67,7 +67,7 @@ class PipelineChatModel(BaseChatModel):
         """A chat model over ``checkpoint`` (default: the shipped one); weights load lazily.
 
         Example:
-            >>> chat = E2LLMChat.from_pretrained("checkpoints/my-run", max_tokens=32)
+            >>> chat = E2LLMChat.from_pretrained("runs/default/checkpoint-last")  # doctest: +SKIP
         """
         return cls(checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
 

@@ -134,7 +134,14 @@ def read_human(message: BaseMessage, position: int) -> tuple[str, list[DocumentS
     """The text and the document blocks of one human message."""
     texts: list[str] = []
     sources: list[DocumentSource] = []
-    for block in message.content_blocks:
+    try:
+        blocks = message.content_blocks
+    except (KeyError, TypeError, ValueError) as err:  # LangChain could not parse a block
+        raise TypeError(
+            f"Message {position} has a content block LangChain cannot read ({err!r}); use "
+            "'text' blocks for the question and 'text-plain' blocks with text=... for documents."
+        ) from err
+    for block in blocks:
         kind = block.get("type")
         if kind == "text":
             texts.append(str(block.get("text", "")))

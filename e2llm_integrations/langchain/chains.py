@@ -61,10 +61,9 @@ def create_e2llm_rag_chain(
 ) -> Runnable[Any, Any]:
     """Retrieve documents, optionally compress them, and answer with E2LLM.
 
-    Unlike a "stuff" chain, the retrieved documents are not pasted into the prompt:
-    each reaches ``chat`` as a ``text-plain`` block, is chunked, and every chunk becomes
-    one soft token. With :class:`E2LLMDocumentCompressor` the chunks are encoded once
-    in the compressor (and optionally FAISS-prefiltered) and the chat reuses them.
+    Unlike a "stuff" chain, each retrieved document reaches ``chat`` as a ``text-plain``
+    block and every chunk of it becomes one soft token. Documents that carry encoded
+    chunks (from :class:`E2LLMDocumentCompressor`) are not encoded again.
 
     Args:
         retriever: Any retriever (or runnable) mapping the question to documents.

@@ -32,9 +32,15 @@ class E2LLMChat(PipelineChatModel):
       ``auto_context_chars``, its last paragraph (else last line, else last sentence; a
       trailing ``Answer:`` cue stays attached) is the question and the rest is context.
 
-    System messages become the system prompt; earlier human/AI turns are chat history.
-    Weights load lazily on first use and are shared by every instance with the same
-    ``checkpoint`` and ``device``. Tool calling and structured output are not supported.
+    Documents in earlier human messages stay in the context on later turns. System
+    messages become the system prompt; earlier human/AI turns are chat history.
+
+    ``usage_metadata["input_tokens"]`` counts decoder input positions (prompt tokens plus
+    one soft token per chunk); ``response_metadata`` adds ``context_tokens`` (what the
+    chunks' raw text would have cost), ``soft_tokens``, ``n_chunks``,
+    ``compression_ratio``, ``finish_reason`` and ``model_name``. Weights load lazily on
+    first use and are shared by every instance with the same ``checkpoint`` and
+    ``device``. Tool calling and structured output are not supported.
 
     Example:
         >>> chat = E2LLMChat.from_pretrained(max_tokens=64)  # doctest: +SKIP

@@ -125,6 +125,7 @@ def test_tool_messages_are_refused() -> None:
         {"type": "image", "url": "https://example.invalid/cat.png"},
         {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
         {"type": "mystery", "payload": 1},
+        {"type": "file", "source_type": "text", "text": "legacy block LangChain cannot convert"},
     ],
 )
 def test_unsupported_blocks(block: dict[str, object]) -> None:
