@@ -104,17 +104,17 @@ def bench_8k_summary(result: dict[str, Any]) -> str:
     e2, full = rows.get("e2llm_cold"), rows.get("full")
     if e2 is None or full is None or full.get("skipped") or e2.get("skipped"):
         return "bench_8k needs both e2llm_cold and full measurements."
-    lines = [f"Document: {e2['context_tokens']} decoder tokens; {result['meta']['model']}."]
+    lines = [f"* Document: {e2['context_tokens']} decoder tokens; {result['meta']['model']}."]
     for name, r in (("E2LLM (encode + prefill + decode)", e2), ("SmolLM2 reading it", full)):
         total = r["weights_mb"] + r["peak_mb"]
         lines.append(
-            f"{name}: wall {r['wall_s']:.2f} s (TTFT {r['ttft_s']:.2f} s), "
+            f"* {name}: wall {r['wall_s']:.2f} s (TTFT {r['ttft_s']:.2f} s), "
             f"peak extra memory {r['peak_mb']:.0f} MiB, weights {r['weights_mb']:.0f} MiB, "
             f"total {total:.0f} MiB"
         )
     e2_total, full_total = e2["weights_mb"] + e2["peak_mb"], full["weights_mb"] + full["peak_mb"]
     lines.append(
-        f"Ratio SmolLM2 / E2LLM: wall time {full['wall_s'] / e2['wall_s']:.2f}x, "
+        f"* Ratio SmolLM2 / E2LLM: wall time {full['wall_s'] / e2['wall_s']:.2f}x, "
         f"peak extra memory {full['peak_mb'] / max(e2['peak_mb'], 1e-9):.2f}x, "
         f"total memory {full_total / e2_total:.2f}x"
     )
@@ -125,15 +125,26 @@ def meta_block(result: dict[str, Any]) -> str:
     """Command, model, machine and date of one result file, as markdown."""
     m = result["meta"]
     mach = m.get("machine", {})
+    load, cores = mach.get("load_average_1m"), mach.get("cpu_count") or 0
     where = (
-        f"{mach.get('cpu_count')} CPU cores ({mach.get('processor')}), torch "
-        f"{mach.get('torch')} with {mach.get('torch_threads')} threads"
+        f"{cores} CPU cores ({mach.get('processor')}), torch {mach.get('torch')}, "
+        f"torch threads: {mach.get('torch_threads')}"
         + (f", GPU {mach['gpu']}" if mach.get("gpu") else "")
-        + f", 1-min load average at start {mach.get('load_average_1m', '-')}"
+        + f", 1-min load average at start: {load if load is not None else '-'}"
     )
+    if load is not None and load > cores and not mach.get("gpu"):
+        where += " (**the machine was shared: timings are not comparable**)"
+    note = ""
+    if not m["trained"]:
+        speed = m["kind"] in ("bench", "bench_8k")
+        note = (
+            " (untrained: speed and memory do not depend on training)"
+            if speed
+            else " (**untrained: scores are noise**)"
+        )
     return "\n".join([
         f"* Command: `{m['command']}`",
-        f"* Model: {m['model']}" + ("" if m["trained"] else " (**untrained: numbers are noise**)"),
+        f"* Model: {m['model']}{note}",
         f"* Machine: {where}",
         f"* Run: {m['started']}, {m['seconds']:.0f} s, git {m.get('git_commit') or '-'}",
     ])  # fmt: skip
@@ -151,6 +162,23 @@ def _images(result_dir: Path, prefix: str, doc_dir: Path) -> str:
     return "".join(f"\n![{p.stem}]({Path(os.path.relpath(p, doc_dir)).as_posix()})\n" for p in pngs)
 
 
+def _banner(root: Path) -> str:
+    """A warning when the results are smoke runs or come from an untrained model."""
+    metas = [
+        read_json(root / name)["meta"]
+        for name in (NIAH_FILE, QA_FILE, BENCH_FILE, BENCH_8K_FILE)
+        if (root / name).is_file()
+    ]
+    notes = []
+    if any(not m["trained"] for m in metas):
+        notes.append("some results below come from an **untrained** adapter")
+    if any("--quick" in m["command"] for m in metas):
+        notes.append("some are `--quick` smoke-test grids")
+    if not notes:
+        return ""
+    return f"> **Note:** {' and '.join(notes)}; rerun the commands below to replace them.\n"
+
+
 def render_results(result_dir: str | Path, doc_path: str | Path = "docs/RESULTS.md") -> str:
     """The whole ``docs/RESULTS.md`` from the result files in ``result_dir``."""
     root, doc_dir = Path(result_dir), Path(doc_path).parent
@@ -160,6 +188,7 @@ def render_results(result_dir: str | Path, doc_path: str | Path = "docs/RESULTS.
         f"`{root.as_posix()}/`; every number below was produced by the command shown with it. "
         "Scores: NIAH = share of needles whose 7-digit number appears in the answer; QA = "
         "SQuAD/LongBench-normalised F1 and exact match on the held-out **test** split.\n",
+        _banner(root),
         REPRODUCE,
         _section("Needle in a haystack", root / NIAH_FILE, niah_table,
                  _images(root, "niah_", doc_dir)),
@@ -169,4 +198,4 @@ def render_results(result_dir: str | Path, doc_path: str | Path = "docs/RESULTS.
         _section("One 8k-token document: E2LLM vs SmolLM2 reading it directly",
                  root / BENCH_8K_FILE, lambda r: bench_table(r) + "\n\n" + bench_8k_summary(r)),
     ]  # fmt: skip
-    return "\n".join(parts)
+    return "\n".join(parts).rstrip() + "\n"

@@ -79,7 +79,7 @@ def test_report_renders_every_result_with_its_command(setup, niah_result, tmp_pa
     assert main(["eval", "report", "--results-dir", setup["out"], "--out", str(doc)]) == 0
     text = doc.read_text()
     assert niah_result["meta"]["command"] in text
-    assert "untrained: numbers are noise" in text
+    assert "untrained: scores are noise" in text
     assert "niah_e2llm.png" in text and "| system |" in text
 
 
