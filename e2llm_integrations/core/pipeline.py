@@ -109,7 +109,8 @@ class E2LLMPipeline:
 
     def chunk(self, documents: Iterable[Document]) -> list[Chunk]:
         texts, ids = read_documents(documents)
-        return list(self.chunker.chunk(texts, ids))
+        with self.lock:  # HF fast tokenizers keep mutable padding state: not thread-safe
+            return list(self.chunker.chunk(texts, ids))
 
     def encode_chunks(self, chunks: Sequence[Chunk], progress: bool | None = None) -> EncodedCorpus:
         """Encode already-made chunks (e.g. nodes or documents from a framework)."""
@@ -120,9 +121,10 @@ class E2LLMPipeline:
         for i in range(0, len(chunks), ENCODE_BATCH_CHUNKS):
             batch = list(chunks[i : i + ENCODE_BATCH_CHUNKS])
             texts = [c.text for c in batch]
-            with self.lock:
+            with self.lock:  # the model and both tokenizers are shared between threads
                 feats, mask = self.model.encoder.encode(texts, progress=show)
-            counts = [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+                token_ids = self.model.tokenizer(texts, add_special_tokens=False)["input_ids"]
+            counts = [len(ids) for ids in token_ids]
             parts.append(EncodedCorpus(batch, feats, mask, counts, self.fingerprint))
         return EncodedCorpus.concat(parts)
 
@@ -131,13 +133,14 @@ class E2LLMPipeline:
         texts, ids = read_documents(documents)
         chunks: list[Chunk] = []
         parts: list[EncodedCorpus] = []
-        for chunk in self.chunker.chunk(texts, ids):
-            chunks.append(chunk)
-            if len(chunks) == ENCODE_BATCH_CHUNKS * 4:
+        with self.lock:  # chunking uses the shared encoder tokenizer
+            for chunk in self.chunker.chunk(texts, ids):
+                chunks.append(chunk)
+                if len(chunks) == ENCODE_BATCH_CHUNKS * 4:
+                    parts.append(self.encode_chunks(chunks, progress))
+                    chunks = []
+            if chunks:
                 parts.append(self.encode_chunks(chunks, progress))
-                chunks = []
-        if chunks:
-            parts.append(self.encode_chunks(chunks, progress))
         if not parts:
             raise ValueError(
                 "No text to encode: every document was empty or whitespace only. Pass documents "

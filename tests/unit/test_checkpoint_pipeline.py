@@ -186,3 +186,13 @@ def test_cli_missing_path_exits_nonzero(tmp_path: Path) -> None:
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
+
+
+def test_concurrent_encodes_from_threads_are_safe(tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs = [f"Document number {i}. " * (5 + 7 * i) for i in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        corpora = list(pool.map(lambda d: tiny_pipeline.encode([d]), docs))
+    for doc, corpus in zip(docs, corpora, strict=True):
+        torch.testing.assert_close(corpus.features, tiny_pipeline.encode([doc]).features)
