@@ -28,14 +28,15 @@ data: $(DATA)/squad.jsonl
 demo: $(STAMP) $(DATA)/squad.jsonl
 	$(BIN)/python examples/demo.py --data-dir $(DATA)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q
+# One torch thread per process: on a shared 2-core machine torch's thread pool thrashes.
+test: $(STAMP) $(DATA)/squad.jsonl
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/unit
 
-test-integration: $(STAMP)
-	$(BIN)/python -m pytest -q tests/integration
+test-integration: $(STAMP) $(DATA)/squad.jsonl
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/integration
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
