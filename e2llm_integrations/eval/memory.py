@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import resource
 import sys
@@ -34,6 +35,20 @@ def _status_kb(field: str) -> int | None:
     except OSError:
         return None
     return None
+
+
+def release_free_memory() -> bool:
+    """Hand memory that ``free`` kept for reuse back to the OS (glibc ``malloc_trim``).
+
+    Without this, a block can reuse pages an earlier block freed and its peak RSS would
+    not show them. Returns False where there is no glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def rss_mb() -> float:
@@ -65,7 +80,8 @@ class PeakMemory:
 
     Args:
         device: Where the block allocates (CUDA peak, or CPU resident memory).
-        collect: Run the garbage collector before taking the baseline.
+        collect: Run the garbage collector before taking the baseline (freed memory is
+            always handed back to the OS first).
 
     Attributes:
         peak_mb: Peak minus the memory in use when the block started (MiB).
@@ -82,6 +98,7 @@ class PeakMemory:
     def __enter__(self) -> PeakMemory:
         if self.collect:  # free cyclic garbage first (can take a second on a big heap)
             gc.collect()
+        release_free_memory()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
