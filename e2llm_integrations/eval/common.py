@@ -6,6 +6,7 @@ average, timings) so a table in ``docs/RESULTS.md`` can always name what produce
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -78,7 +79,7 @@ class ModelSource:
         path = self.checkpoint or default_checkpoint()
         if path is None or (pipe is not None and not pipe.trained):
             return "untrained adapter (no checkpoint)"
-        return f"checkpoint {path}"
+        return f"checkpoint {path} (sha256 {checkpoint_digest(path)})"
 
     def to_args(self) -> list[str]:
         """Command-line flags that rebuild this source (for worker subprocesses)."""
@@ -92,6 +93,15 @@ class ModelSource:
             if value is not None:
                 args += [flag, str(value)]
         return args
+
+
+def checkpoint_digest(path: str | Path) -> str:
+    """First 12 hex digits of the sha256 over a checkpoint folder's files (names + bytes)."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in Path(path).rglob("*") if p.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def parse_lengths(text: str) -> tuple[int, ...]:

@@ -95,3 +95,15 @@ def test_command_line_lists_only_changed_options() -> None:
 
     args = build_parser().parse_args(["eval", "qa", "--n", "5", "--quick"])
     assert command_line(args) == "e2llm eval qa --quick --n 5"
+
+
+def test_checkpoint_label_names_path_and_digest(tiny_pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from e2llm_integrations.core.checkpoint import CONFIG_NAME
+    from e2llm_integrations.eval.common import ModelSource, checkpoint_digest
+
+    path = tiny_pipeline.model.save_pretrained(tmp_path / "ckpt")
+    digest = checkpoint_digest(path)
+    assert ModelSource(checkpoint=str(path)).label() == f"checkpoint {path} (sha256 {digest})"
+    (path / CONFIG_NAME).write_text((path / CONFIG_NAME).read_text() + " ")
+    assert checkpoint_digest(path) != digest
+    assert "untrained" in ModelSource(model_config="x.json").label()
