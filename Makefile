@@ -46,5 +46,16 @@ lint: $(STAMP)
 train: $(STAMP) $(DATA)/squad.jsonl
 	$(BIN)/e2llm train --config configs/default.yaml
 
+# Evaluation and benchmarks on the shipped checkpoint (about an hour on 2 CPU cores).
+eval: $(STAMP) $(DATA)/squad.jsonl
+	OMP_NUM_THREADS=1 $(BIN)/e2llm eval qa --data-dir $(DATA)
+	OMP_NUM_THREADS=1 $(BIN)/e2llm eval niah --data-dir $(DATA)
+	$(BIN)/e2llm eval report
+
+bench: $(STAMP) $(DATA)/squad.jsonl
+	OMP_NUM_THREADS=1 $(BIN)/e2llm bench --data-dir $(DATA)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_8k.py --data-dir $(DATA)
+	$(BIN)/e2llm eval report
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -124,8 +124,8 @@ def stream_tokens(
     if cfg.seed is not None:
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     eos = {t for t in _eos_ids(decoder, tokenizer)}
-    cache_kw = _cache_argument(decoder)
-    out = decoder(inputs_embeds=inputs_embeds, use_cache=True)
+    cache_kw = cache_argument(decoder)
+    out = decoder(inputs_embeds=inputs_embeds, use_cache=True, **last_logits_only(decoder))
     ids: list[int] = []
     emitted, finish = 0, "length"
     for _ in range(cfg.max_new_tokens):
@@ -146,7 +146,7 @@ def stream_tokens(
             yield GenerationChunk(text[emitted:safe])
             emitted = safe
         next_ids = torch.tensor([[token]], device=inputs_embeds.device)
-        out = decoder(input_ids=next_ids, use_cache=True, **{cache_kw: _cache_of(out)})
+        out = decoder(input_ids=next_ids, use_cache=True, **{cache_kw: cache_of(out)})
     else:
         text = tokenizer.decode(ids, skip_special_tokens=True)
         if len(text) > emitted:
@@ -168,13 +168,21 @@ def _eos_ids(decoder: Any, tokenizer: Any) -> list[int]:
     return ids
 
 
-def _cache_argument(decoder: Any) -> str:
-    """Name of the KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+def _forward_params(decoder: Any) -> Any:
     base = decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
-    params = inspect.signature(type(base).forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+    return inspect.signature(type(base).forward).parameters
 
 
-def _cache_of(output: Any) -> Any:
+def last_logits_only(decoder: Any) -> dict[str, int]:
+    """Prefill kwargs that keep only the last position's logits (saves vocab x length floats)."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(decoder) else {}
+
+
+def cache_argument(decoder: Any) -> str:
+    """Name of the KV-cache argument: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    return "cache" if "cache" in _forward_params(decoder) else "past_key_values"
+
+
+def cache_of(output: Any) -> Any:
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values

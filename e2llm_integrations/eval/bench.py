@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import subprocess
@@ -32,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ..core.generation import _cache_argument, _cache_of
+from ..core.generation import cache_argument, cache_of, last_logits_only
 from ..core.pipeline import E2LLMPipeline
 from ..core.prompt import render_chat
 from .common import ModelSource
@@ -140,23 +139,17 @@ def timed_decode(decoder: Any, embeds: torch.Tensor, new_tokens: int) -> tuple[f
     Returns:
         Seconds to the first token, seconds for the remaining ``new_tokens - 1``.
     """
-    cache_kw, dev = _cache_argument(decoder), embeds.device
-    last_only = {"logits_to_keep": 1} if _accepts(decoder, "logits_to_keep") else {}
+    cache_kw, dev = cache_argument(decoder), embeds.device
     start = time.perf_counter()
-    out = decoder(inputs_embeds=embeds, use_cache=True, **last_only)
+    out = decoder(inputs_embeds=embeds, use_cache=True, **last_logits_only(decoder))
     token = out.logits[:, -1].argmax(-1, keepdim=True)  # (1, 1)
     _sync(dev)
     first = time.perf_counter()
     for _ in range(new_tokens - 1):
-        out = decoder(input_ids=token, use_cache=True, **{cache_kw: _cache_of(out)})
+        out = decoder(input_ids=token, use_cache=True, **{cache_kw: cache_of(out)})
         token = out.logits[:, -1].argmax(-1, keepdim=True)
     _sync(dev)
     return first - start, time.perf_counter() - first
-
-
-def _accepts(decoder: Any, name: str) -> bool:
-    base = decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
-    return name in inspect.signature(type(base).forward).parameters
 
 
 @contextlib.contextmanager
