@@ -116,7 +116,7 @@ def training_record(cfg: TrainConfig) -> dict[str, Any]:
         "train_seconds": round(sum(r.get("sec", 0.0) for r in records), 1),
         "hardware": {
             "device": "cuda" if torch.cuda.is_available() and cfg.device != "cpu" else "cpu",
-            "cpu_threads": torch.get_num_threads(),
+            "cpu_threads": cfg.threads or torch.get_num_threads(),
             "machine": platform.machine(),
             "torch": torch.__version__,
         },
