@@ -41,10 +41,9 @@ def test_examples_are_a_pure_function_of_the_index(tiny_model_dirs, tmp_path: Pa
     f = trainer.factory
     assert f.example(3) == f.example(3)
     qa = f.example(7, "qa")
-    gold_text = f.corpus.paragraphs[f.corpus.qa[0].gold[0]]
     assert qa.kind == "qa" and qa.answers and 0.0 <= qa.depth <= 1.0
     assert sum(f.store.n_tokens[i] for i in qa.chunk_ids) >= 40 or len(qa.chunk_ids) == len(f.store.chunk_texts)
-    assert gold_text
+    assert len(set(qa.chunk_ids)) == len(qa.chunk_ids)  # no paragraph is repeated
     recon = f.example(1, "recon")
     assert recon.target == " ".join(f.store.chunk_texts[i] for i in recon.chunk_ids)
 
