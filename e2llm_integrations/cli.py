@@ -137,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_ask(sub)
-    sub.add_parser("info", help="models, checkpoint and cache locations").set_defaults(func=cmd_info)
+    sub.add_parser("info", help="models, checkpoint and cache locations").set_defaults(
+        func=cmd_info
+    )
     for register in _extra_commands():
         register(sub)
     return parser

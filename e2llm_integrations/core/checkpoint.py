@@ -98,7 +98,10 @@ def save_checkpoint(model: E2LLMModel, path: str | Path) -> Path:
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, dict[str, torch.Tensor]] = {ADAPTER_NAME: model.adapter.state_dict()}
-    for name, module in ((DECODER_LORA_NAME, model.decoder), (ENCODER_LORA_NAME, model.encoder.model)):
+    for name, module in (
+        (DECODER_LORA_NAME, model.decoder),
+        (ENCODER_LORA_NAME, model.encoder.model),
+    ):
         state = _lora_state(module)
         if state is not None:
             files[name] = state
@@ -180,7 +183,10 @@ def load_weights(model: E2LLMModel, root: Path, manifest: dict[str, Any]) -> Non
         model.adapter.load_state_dict(_load_tensors(root / ADAPTER_NAME))
     except RuntimeError as err:
         raise ValueError(f"Adapter weights in {root} do not fit this adapter: {err}") from err
-    for name, module in ((DECODER_LORA_NAME, model.decoder), (ENCODER_LORA_NAME, model.encoder.model)):
+    for name, module in (
+        (DECODER_LORA_NAME, model.decoder),
+        (ENCODER_LORA_NAME, model.encoder.model),
+    ):
         if name in manifest["files"]:
             result = set_peft_model_state_dict(module, _load_tensors(root / name))
             unexpected = getattr(result, "unexpected_keys", None)

@@ -89,9 +89,7 @@ class Chunker:
         self.tokenizer = tokenizer
         self.config = config or ChunkingConfig()
 
-    def chunk(
-        self, texts: Iterable[str], doc_ids: Sequence[str] | None = None
-    ) -> Iterator[Chunk]:
+    def chunk(self, texts: Iterable[str], doc_ids: Sequence[str] | None = None) -> Iterator[Chunk]:
         """Yield the chunks of every document, in order. Empty documents are skipped."""
         for i, text in enumerate(texts):
             if not isinstance(text, str):
@@ -124,9 +122,7 @@ class Chunker:
                 )
                 index += 1
 
-    def _windows(
-        self, segment: str, offsets: list[tuple[int, int]]
-    ) -> Iterator[tuple[int, int]]:
+    def _windows(self, segment: str, offsets: list[tuple[int, int]]) -> Iterator[tuple[int, int]]:
         size, overlap = self.config.chunk_tokens, self.config.overlap_tokens
         n, i = len(offsets), 0
         while i < n:
@@ -145,6 +141,9 @@ class Chunker:
             prev_end, next_start = offsets[k - 1][1], offsets[k][0]
             if "\n" in segment[prev_end:next_start]:
                 return k
-            if _SENTENCE_END.search(segment[offsets[k - 1][0] : prev_end]) and next_start > prev_end:
+            if (
+                _SENTENCE_END.search(segment[offsets[k - 1][0] : prev_end])
+                and next_start > prev_end
+            ):
                 return k
         return j

@@ -229,5 +229,7 @@ class E2LLMConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"E2LLM config is not valid JSON ({err}); the file is corrupt.") from err
+            raise ValueError(
+                f"E2LLM config is not valid JSON ({err}); the file is corrupt."
+            ) from err
         return cls.from_dict(data)

@@ -77,7 +77,10 @@ class EncodedCorpus:
         if any(p.fingerprint != parts[0].fingerprint for p in parts):
             raise ValueError("Cannot join corpora encoded with different encoder/chunk settings.")
         length = max(p.features.shape[1] for p in parts)
-        feats = [torch.nn.functional.pad(p.features, (0, 0, 0, length - p.features.shape[1])) for p in parts]
+        feats = [
+            torch.nn.functional.pad(p.features, (0, 0, 0, length - p.features.shape[1]))
+            for p in parts
+        ]
         masks = [torch.nn.functional.pad(p.mask, (0, length - p.mask.shape[1])) for p in parts]
         return cls(
             [c for p in parts for c in p.chunks],
@@ -108,7 +111,9 @@ class EncodedCorpus:
             meta = json.loads((root / CORPUS_META).read_text())
             tensors = load_file(str(root / CORPUS_TENSORS))
         except FileNotFoundError as err:
-            raise ValueError(f"{root} is not a saved EncodedCorpus ({err.filename} missing).") from err
+            raise ValueError(
+                f"{root} is not a saved EncodedCorpus ({err.filename} missing)."
+            ) from err
         except (json.JSONDecodeError, SafetensorError, UnicodeDecodeError) as err:
             raise ValueError(f"Encoded corpus at {root} is corrupt ({err}); re-encode it.") from err
         if meta.get("format_version") != CORPUS_FORMAT_VERSION:
@@ -123,4 +128,3 @@ class EncodedCorpus:
             list(meta["context_tokens"]),
             meta["fingerprint"],
         )
-

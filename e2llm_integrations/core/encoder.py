@@ -127,7 +127,9 @@ class ChunkEncoder(nn.Module):
             max_length=self.config.max_length,
             return_tensors="pt",
         )
-        return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+        return {
+            k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")
+        }
 
     @torch.no_grad()
     def encode(

@@ -40,4 +40,6 @@ def best_score(prediction: str, truths: Sequence[str]) -> tuple[float, float]:
     """
     if not truths:
         raise ValueError("best_score needs at least one reference answer.")
-    return max(f1_score(prediction, t) for t in truths), max(exact_match(prediction, t) for t in truths)
+    return max(f1_score(prediction, t) for t in truths), max(
+        exact_match(prediction, t) for t in truths
+    )

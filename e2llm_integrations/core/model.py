@@ -80,7 +80,9 @@ class E2LLMModel(nn.Module):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        encoder = ChunkEncoder.from_config(config.encoder, token_states=config.adapter.kind == "pma")
+        encoder = ChunkEncoder.from_config(
+            config.encoder, token_states=config.adapter.kind == "pma"
+        )
         dcfg = config.decoder
         path = resolve(dcfg.name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=dcfg.trust_remote_code)
@@ -107,7 +109,9 @@ class E2LLMModel(nn.Module):
         return cls(config, encoder, adapter, decoder, tokenizer)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> E2LLMModel:
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device | None = None
+    ) -> E2LLMModel:
         """Load a checkpoint written by :meth:`save_pretrained` over its base models."""
         from .checkpoint import load_checkpoint
 
@@ -151,7 +155,12 @@ class E2LLMModel(nn.Module):
         excerpts: Sequence[str] = (),
     ) -> PromptParts:
         return build_prompt(
-            self.tokenizer, question, instruction or self.config.instruction, system, history, excerpts
+            self.tokenizer,
+            question,
+            instruction or self.config.instruction,
+            system,
+            history,
+            excerpts,
         )
 
     def soft_tokens(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -275,8 +284,13 @@ class E2LLMModel(nn.Module):
         base LLM: the full-context and RAG baselines run through here.
         """
         cfg = generation or GenerationConfig()
-        ids = self.tokenizer(render_chat(self.tokenizer, messages), add_special_tokens=False)["input_ids"]
-        if not getattr(self.tokenizer, "chat_template", None) and self.tokenizer.bos_token_id is not None:
+        ids = self.tokenizer(render_chat(self.tokenizer, messages), add_special_tokens=False)[
+            "input_ids"
+        ]
+        if (
+            not getattr(self.tokenizer, "chat_template", None)
+            and self.tokenizer.bos_token_id is not None
+        ):
             ids = [self.tokenizer.bos_token_id, *ids]
         if len(ids) + cfg.max_new_tokens > self.max_positions:
             raise ValueError(
@@ -285,7 +299,7 @@ class E2LLMModel(nn.Module):
             )
         usage = Usage(input_positions=len(ids), context_tokens=len(ids))
         off = getattr(self.decoder, "disable_adapter", None)
-        with torch.inference_mode(), (off() if base_only and off else contextlib.nullcontext()):
+        with torch.inference_mode(), off() if base_only and off else contextlib.nullcontext():
             embeds = self._embed(ids).unsqueeze(0)
             yield from stream_tokens(self.decoder, self.tokenizer, embeds, cfg, usage)
 

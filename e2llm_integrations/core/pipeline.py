@@ -44,7 +44,9 @@ def default_checkpoint() -> Path | None:
 def read_documents(documents: Iterable[Document]) -> tuple[list[str], list[str]]:
     """Texts and ids for ``documents``: strings are text, ``os.PathLike`` are files."""
     if isinstance(documents, str | os.PathLike):
-        raise TypeError("documents must be a list of texts or paths, not a single one; wrap it in [].")
+        raise TypeError(
+            "documents must be a list of texts or paths, not a single one; wrap it in []."
+        )
     texts, ids = [], []
     for i, doc in enumerate(documents):
         if isinstance(doc, os.PathLike):
@@ -54,7 +56,9 @@ def read_documents(documents: Iterable[Document]) -> tuple[list[str], list[str]]
             try:
                 texts.append(path.read_text(encoding="utf-8"))
             except UnicodeDecodeError as err:
-                raise ValueError(f"{path} is not UTF-8 text ({err}); convert it to text first.") from err
+                raise ValueError(
+                    f"{path} is not UTF-8 text ({err}); convert it to text first."
+                ) from err
             ids.append(str(path))
         elif isinstance(doc, str):
             texts.append(doc)

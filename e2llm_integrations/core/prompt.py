@@ -68,5 +68,9 @@ def build_prompt(
 def render_chat(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
     """Messages as prompt text, through the chat template when the tokenizer has one."""
     if getattr(tokenizer, "chat_template", None):
-        return str(tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True))
+        return str(
+            tokenizer.apply_chat_template(
+                list(messages), tokenize=False, add_generation_prompt=True
+            )
+        )
     return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\n\nassistant:"

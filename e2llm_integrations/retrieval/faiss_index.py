@@ -56,7 +56,9 @@ class ChunkPrefilter:
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be >= 1 or None, got {top_k}.")
         if score_threshold is not None and not -1.0 <= score_threshold <= 1.0:
-            raise ValueError(f"score_threshold is a cosine similarity in [-1, 1], got {score_threshold}.")
+            raise ValueError(
+                f"score_threshold is a cosine similarity in [-1, 1], got {score_threshold}."
+            )
         self.top_k = top_k
         self.score_threshold = score_threshold
 
@@ -73,7 +75,9 @@ class ChunkPrefilter:
         index.add(keys)
         k = len(corpus) if self.top_k is None else min(self.top_k, len(corpus))
         sims, ids = index.search(query, k)
-        return [ScoredChunk(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0]
+        return [
+            ScoredChunk(int(i), float(s)) for i, s in zip(ids[0], sims[0], strict=True) if i >= 0
+        ]
 
     def select(
         self, corpus: EncodedCorpus, query_features: torch.Tensor, query_mask: torch.Tensor

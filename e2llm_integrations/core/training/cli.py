@@ -78,7 +78,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         description="Train from a config file. Re-running the same command resumes from the "
         "run folder's last checkpoint; the run is exact across interruptions.",
     )
-    train.add_argument("--config", required=True, help="YAML/JSON TrainConfig, e.g. configs/default.yaml")
+    train.add_argument(
+        "--config", required=True, help="YAML/JSON TrainConfig, e.g. configs/default.yaml"
+    )
     train.add_argument("--data-dir", default=None, help="override the config's data_dir")
     train.add_argument("--out-dir", default=None, help="override the config's out_dir")
     train.add_argument("--steps", type=int, default=None, help="override the total steps")
@@ -93,7 +95,9 @@ def _ints(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise CLIError(f"Expected comma-separated integers, e.g. 64,128,256; got {text!r}.") from None
+        raise CLIError(
+            f"Expected comma-separated integers, e.g. 64,128,256; got {text!r}."
+        ) from None
     if not values:
         raise CLIError("Give at least one value, e.g. 64,128,256.")
     return values
@@ -128,8 +132,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         "meta": {
             "command": "e2llm " + " ".join(sys.argv[1:]),
             "config": base.to_dict(),
-            "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                        "threads": base.threads or torch.get_num_threads()},
+            "machine": {
+                "platform": platform.platform(),
+                "torch": torch.__version__,
+                "threads": base.threads or torch.get_num_threads(),
+            },
             "cells_finished": len(rows),
             "cells_total": len(cells),
         },
@@ -154,7 +161,9 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "cells resume; finished cells are reused.",
     )
     sweep.add_argument("--config", required=True, help="base TrainConfig, e.g. configs/sweep.yaml")
-    sweep.add_argument("--chunk-tokens", default="64,128,256", help="chunk lengths (encoder tokens)")
+    sweep.add_argument(
+        "--chunk-tokens", default="64,128,256", help="chunk lengths (encoder tokens)"
+    )
     sweep.add_argument("--soft-tokens", default="1,2,4", help="soft tokens per chunk")
     sweep.add_argument("--cells", default=None, help="run only these cells, e.g. c64-k1,c128-k2")
     sweep.add_argument("--root", default="runs/sweep", help="folder of the cells' runs")

@@ -80,7 +80,9 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if not 0 <= self.stage1_steps < self.steps:
-            raise ValueError(f"stage1_steps must be in [0, steps={self.steps}), got {self.stage1_steps}.")
+            raise ValueError(
+                f"stage1_steps must be in [0, steps={self.steps}), got {self.stage1_steps}."
+            )
         if not 0.0 <= self.recon_ratio <= 1.0:
             raise ValueError(f"recon_ratio must be in [0, 1], got {self.recon_ratio}.")
         if not self.context_tokens or min(self.context_tokens) < 1:

@@ -118,7 +118,9 @@ class ExampleFactory:
         """The ``index``-th example; ``kind`` forces ``recon`` or ``qa``."""
         rng = random.Random(f"{self.seed}:{index}")
         if kind is None:
-            use_recon = self.corpus.recon and (not self.corpus.qa or rng.random() < self.recon_ratio)
+            use_recon = self.corpus.recon and (
+                not self.corpus.qa or rng.random() < self.recon_ratio
+            )
             kind = "recon" if use_recon else "qa"
         return self._recon(rng) if kind == "recon" else self._qa(rng)
 

@@ -87,7 +87,9 @@ class ParagraphStore:
             chunks.extend(found)
             offsets.append(len(chunks))
         feats, mask = model.encoder.encode([c.text for c in chunks], progress=True)
-        store = cls(offsets, [c.text for c in chunks], [c.n_tokens for c in chunks], feats.half(), mask)
+        store = cls(
+            offsets, [c.text for c in chunks], [c.n_tokens for c in chunks], feats.half(), mask
+        )
         store._save(root, fingerprint)
         return store
 
@@ -97,7 +99,11 @@ class ParagraphStore:
             {"features": self.features, "mask": self.mask, "offsets": torch.tensor(self.offsets)},
             root / STORE_TENSORS,
         )
-        meta = {"fingerprint": fingerprint, "chunk_texts": self.chunk_texts, "n_tokens": self.n_tokens}
+        meta = {
+            "fingerprint": fingerprint,
+            "chunk_texts": self.chunk_texts,
+            "n_tokens": self.n_tokens,
+        }
         atomic_write_bytes(root / STORE_META, json.dumps(meta).encode())
 
     @classmethod

@@ -47,8 +47,12 @@ def _records(items: list[Any]) -> list[dict[str, Any]]:
 
 
 def _store(model: E2LLMModel, cfg: TrainConfig, corpus: Corpus, split: str) -> ParagraphStore:
-    key = hashlib.sha256(json.dumps(model.feature_fingerprint(), sort_keys=True).encode()).hexdigest()[:12]
-    return ParagraphStore.build(model, corpus.paragraphs, Path(cfg.data_dir) / "cache" / f"{split}-{key}")
+    key = hashlib.sha256(
+        json.dumps(model.feature_fingerprint(), sort_keys=True).encode()
+    ).hexdigest()[:12]
+    return ParagraphStore.build(
+        model, corpus.paragraphs, Path(cfg.data_dir) / "cache" / f"{split}-{key}"
+    )
 
 
 def build_trainer(cfg: TrainConfig) -> Trainer:
@@ -72,7 +76,10 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     (Path(cfg.out_dir) / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     logger.info(
         "Training on %d paragraphs (%d chunks), %d QA items, %d recon texts",
-        len(train.paragraphs), len(train_store.chunk_texts), len(train.qa), len(train.recon),
+        len(train.paragraphs),
+        len(train_store.chunk_texts),
+        len(train.qa),
+        len(train.recon),
     )
     return Trainer(cfg, model, factory, val_specs, val_store)
 
@@ -120,7 +127,9 @@ def training_record(cfg: TrainConfig) -> dict[str, Any]:
             "machine": platform.machine(),
             "torch": torch.__version__,
         },
-        "final_train": {k: v for k, v in (records[-1] if records else {}).items() if k.startswith("loss")},
+        "final_train": {
+            k: v for k, v in (records[-1] if records else {}).items() if k.startswith("loss")
+        },
         "validations": evals,
         "config": cfg.to_dict(),
     }

@@ -21,7 +21,9 @@ TMP = "checkpoint-tmp"
 STATE_NAME = "trainer_state.pt"
 
 
-def save_state(model: E2LLMModel, optimizer: torch.optim.Optimizer, step: int, out_dir: Path) -> Path:
+def save_state(
+    model: E2LLMModel, optimizer: torch.optim.Optimizer, step: int, out_dir: Path
+) -> Path:
     """Write a full resumable checkpoint to ``out_dir/checkpoint-last``.
 
     The new checkpoint is written to a temporary folder and swapped in by renames, so

@@ -144,16 +144,28 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def sweep_table(rows: Sequence[dict[str, Any]]) -> str:
     """Markdown table of sweep results (one row per cell)."""
     header = [
-        "chunk tokens", "soft tokens", "positions / 1k tokens", "val QA F1", "val QA EM",
-        "val QA loss", "recon F1", "val recon loss", "train s",
+        "chunk tokens",
+        "soft tokens",
+        "positions / 1k tokens",
+        "val QA F1",
+        "val QA EM",
+        "val QA loss",
+        "recon F1",
+        "val recon loss",
+        "train s",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = [
-            str(r["chunk_tokens"]), str(r["soft_tokens"]), f"{r['positions_per_1k']:.1f}",
-            f"{r.get('val_f1', float('nan')):.3f}", f"{r.get('val_em', float('nan')):.3f}",
-            f"{r.get('val_loss_qa', float('nan')):.2f}", f"{r['recon_f1']:.3f}",
-            f"{r.get('val_loss_recon', float('nan')):.2f}", f"{r['train_seconds']:.0f}",
+            str(r["chunk_tokens"]),
+            str(r["soft_tokens"]),
+            f"{r['positions_per_1k']:.1f}",
+            f"{r.get('val_f1', float('nan')):.3f}",
+            f"{r.get('val_em', float('nan')):.3f}",
+            f"{r.get('val_loss_qa', float('nan')):.2f}",
+            f"{r['recon_f1']:.3f}",
+            f"{r.get('val_loss_recon', float('nan')):.2f}",
+            f"{r['train_seconds']:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 METRICS_NAME = "metrics.jsonl"
 
 
-def get_lr(step: int, peak: float, warmup: int, total: int, start: int = 0, min_ratio: float = 0.1) -> float:
+def get_lr(
+    step: int, peak: float, warmup: int, total: int, start: int = 0, min_ratio: float = 0.1
+) -> float:
     """Linear warm-up from ``start`` then cosine decay to ``min_ratio * peak`` at ``total``."""
     if step < start:
         return 0.0
@@ -74,11 +76,15 @@ class Trainer:
     def __post_init__(self) -> None:
         self.out_dir = Path(self.cfg.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, self.cfg), lr=0.0, betas=(0.9, 0.95))
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.model, self.cfg), lr=0.0, betas=(0.9, 0.95)
+        )
         self._prompts: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- examples
-    def features(self, spec: ExampleSpec, store: ParagraphStore) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(
+        self, spec: ExampleSpec, store: ParagraphStore
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Chunk features: from the cache, or from the encoder when it trains (LoRA)."""
         if self.model.encoder.trainable:
             texts = [store.chunk_texts[i] for i in spec.chunk_ids]
@@ -90,7 +96,9 @@ class Trainer:
         feats, mask = self.features(spec, store)
         if spec.question not in self._prompts:
             self._prompts[spec.question] = self.model.prompt(spec.question)
-        target = tok(spec.target, add_special_tokens=False)["input_ids"][: self.cfg.max_target_tokens]
+        target = tok(spec.target, add_special_tokens=False)["input_ids"][
+            : self.cfg.max_target_tokens
+        ]
         if len(target) < self.cfg.max_target_tokens and tok.eos_token_id is not None:
             target = [*target, tok.eos_token_id]
         return TrainExample(feats, mask, self._prompts[spec.question], target)
@@ -101,7 +109,9 @@ class Trainer:
         kind = "recon" if step < self.cfg.stage1_steps else None
         return [self.factory.example(first + j, kind) for j in range(self.cfg.batch_size)]
 
-    def batch_loss(self, specs: Sequence[ExampleSpec], store: ParagraphStore) -> tuple[torch.Tensor, dict[str, float]]:
+    def batch_loss(
+        self, specs: Sequence[ExampleSpec], store: ParagraphStore
+    ) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted loss of a batch, with the loss of each objective for logging."""
         total: torch.Tensor = torch.zeros((), device=self.model.device)
         logs = {}
@@ -118,7 +128,9 @@ class Trainer:
         c = self.cfg
         lrs = {
             "adapter": get_lr(step, c.lr_adapter, c.warmup_steps, c.steps, 0, c.min_lr_ratio),
-            "lora": get_lr(step, c.lr_lora, c.warmup_steps, c.steps, c.stage1_steps, c.min_lr_ratio),
+            "lora": get_lr(
+                step, c.lr_lora, c.warmup_steps, c.steps, c.stage1_steps, c.min_lr_ratio
+            ),
         }
         lrs["adapter_no_decay"] = lrs["adapter"]
         for group in self.optimizer.param_groups:
@@ -170,7 +182,11 @@ class Trainer:
         resume = find_resume(self.out_dir)
         start = load_state(self.model, self.optimizer, resume) if resume else 0
         self._truncate_log(start)
-        end = self.cfg.steps if max_steps_this_run is None else min(self.cfg.steps, start + max_steps_this_run)
+        end = (
+            self.cfg.steps
+            if max_steps_this_run is None
+            else min(self.cfg.steps, start + max_steps_this_run)
+        )
         last: dict[str, Any] = {}
         bar = tqdm(range(start, end), initial=start, total=self.cfg.steps, desc="training")
         for step in bar:
@@ -181,7 +197,11 @@ class Trainer:
             done = step + 1
             if done % self.cfg.eval_every == 0 or done == self.cfg.steps:
                 last.update(self.validate())
-                logger.info("step %d: %s", done, {k: round(v, 4) for k, v in last.items() if isinstance(v, float)})
+                logger.info(
+                    "step %d: %s",
+                    done,
+                    {k: round(v, 4) for k, v in last.items() if isinstance(v, float)},
+                )
             self._log(last)
             if done % self.cfg.save_every == 0 or done == end:
                 save_state(self.model, self.optimizer, done, self.out_dir)
@@ -191,7 +211,9 @@ class Trainer:
         """Drop records logged after ``step`` by a run that was killed before saving them."""
         path = self.out_dir / METRICS_NAME
         if path.exists():
-            keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+            keep = [
+                line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step
+            ]
             path.write_text("".join(f"{line}\n" for line in keep))
 
     def _log(self, record: dict[str, Any]) -> None:
