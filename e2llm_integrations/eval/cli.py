@@ -187,11 +187,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     ev_sub = ev.add_subparsers(dest="eval_command", required=True)
     niah = ev_sub.add_parser("niah", help="needles at depths 0-100%% x context lengths; heat-maps",
                              description="Systems: e2llm, full, rag, hybrid. Default grid "
-                             "1k-128k x 5 depths x 2 needles (full up to 16k).")  # fmt: skip
+                             "1k-128k x 5 depths x 2 needles (full up to 8k).")  # fmt: skip
     _common(niah, ["eval", "niah"])
     niah.add_argument("--depths", default=None, help="percent, e.g. 0,25,50,75,100")
     niah.add_argument("--needles", type=int, default=None, help="needles (trials) per cell")
-    niah.add_argument("--full-max-length", default=None, help="longest length for full (16k)")
+    niah.add_argument("--full-max-length", default=None, help="longest length for full (8k)")
     niah.add_argument("--max-new-tokens", type=int, default=None)
     niah.add_argument("--seed", type=int, default=None)
     niah.set_defaults(func=cmd_niah)

@@ -200,8 +200,9 @@ class NiahConfig:
         depths: Needle depths as fractions of the context (0 = first, 1 = last).
         needles: Needles (city + number) per cell, each a separate trial.
         systems: Systems to run (see :data:`~e2llm_integrations.eval.systems.SYSTEMS`).
-        full_max_length: Longest length the ``full`` baseline runs at; beyond it the
-            text is cut to the same 8k window anyway and each call costs a full window.
+        full_max_length: Longest length the ``full`` baseline runs at (default: the 8k
+            window of SmolLM2). Beyond it the text is cut in the middle to that window, so
+            every call costs a full window and middle needles are lost by construction.
         seed: Seed of the needles.
         system: Options of the systems (answers need only a few tokens).
     """
@@ -210,7 +211,7 @@ class NiahConfig:
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     needles: int = 2
     systems: tuple[str, ...] = SYSTEMS
-    full_max_length: int | None = 16000
+    full_max_length: int | None = 8000
     seed: int = 0
     system: SystemConfig = SystemConfig(max_new_tokens=24)
 
