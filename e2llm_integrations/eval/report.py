@@ -6,6 +6,7 @@ command, model and machine recorded in that file's ``meta`` block.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ e2llm eval niah                  # results/niah.json + results/niah_<system>.png
 e2llm eval qa                    # results/qa.json
 e2llm bench                      # results/bench.json + results/bench.png
 python benchmarks/bench_8k.py    # results/bench_8k.json
+e2llm sweep --config configs/sweep.yaml   # results/sweep.json (trains 9 small runs)
 e2llm eval report                # rewrites this file from results/
 ```
 
@@ -36,6 +38,7 @@ NIAH_FILE = "niah.json"
 QA_FILE = "qa.json"
 BENCH_FILE = "bench.json"
 BENCH_8K_FILE = "bench_8k.json"
+SWEEP_FILE = "sweep.json"
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -157,6 +160,35 @@ def _section(title: str, path: Path, body: Any, extra: str = "") -> str:
     return f"## {title}\n\n{meta_block(result)}\n\n{body(result)}\n{extra}"
 
 
+def sweep_section(path: Path) -> str:
+    """The chunk-size x soft-tokens sweep (``e2llm sweep``), if it was run."""
+    from ..core.training.sweep import sweep_table
+
+    title = "## Chunk size x soft tokens per chunk (validation split, equal training budget)"
+    if not path.is_file():
+        return f"{title}\n\nNot run yet (`{path}` is missing).\n"
+    result = json.loads(path.read_text())
+    m, cfg = result["meta"], result["meta"]["config"]
+    mach = m.get("machine", {})
+    return "\n".join([
+        title,
+        "",
+        f"* Command: `{m['command']}`",
+        f"* Budget per cell: {cfg['steps']} steps x {cfg['batch_size']} examples "
+        f"({cfg['stage1_steps']} reconstruction-only), seed {cfg['seed']}; cells finished: "
+        f"{m['cells_finished']} of {m['cells_total']}",
+        f"* Machine: {mach.get('platform')}, torch {mach.get('torch')}, "
+        f"torch threads: {mach.get('threads')}",
+        "",
+        "QA F1/EM: greedy answers to held-out questions in 256-2,048-token contexts. Recon F1: "
+        "token F1 of the greedy reconstruction of single held-out chunks. Positions / 1k "
+        "tokens: decoder positions the soft tokens take per 1,000 encoder tokens.",
+        "",
+        sweep_table(result["rows"]),
+        "",
+    ])  # fmt: skip
+
+
 def _images(result_dir: Path, prefix: str, doc_dir: Path) -> str:
     pngs = sorted(result_dir.glob(f"{prefix}*.png"))
     return "".join(f"\n![{p.stem}]({Path(os.path.relpath(p, doc_dir)).as_posix()})\n" for p in pngs)
@@ -197,5 +229,6 @@ def render_results(result_dir: str | Path, doc_path: str | Path = "docs/RESULTS.
                  _images(root, "bench", doc_dir)),
         _section("One 8k-token document: E2LLM vs SmolLM2 reading it directly",
                  root / BENCH_8K_FILE, lambda r: bench_table(r) + "\n\n" + bench_8k_summary(r)),
+        sweep_section(root / SWEEP_FILE),
     ]  # fmt: skip
     return "\n".join(parts).rstrip() + "\n"

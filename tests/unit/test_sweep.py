@@ -19,6 +19,7 @@ from e2llm_integrations.core.training.sweep import (
     run_cell,
     sweep_table,
 )
+from e2llm_integrations.eval.report import render_results
 
 from ..conftest import tiny_config
 from .test_data import CFG, make_wheels, no_download
@@ -90,3 +91,6 @@ def test_cli_runs_chosen_cells_and_refuses_unknown_ones(
     assert [r["cell"] for r in result["rows"]] == ["c24-k1"]
     assert (root / "c24-k1" / CELL_RESULT).exists() and not (root / "c16-k1").exists()
     assert main([*args, "--chunk-tokens", "x"]) == 2
+    report = render_results(out.parent, tmp_path / "docs" / "RESULTS.md")
+    assert result["meta"]["command"] in report and "| 24 | 1 |" in report
+    assert "cells finished: 1 of 2" in report
