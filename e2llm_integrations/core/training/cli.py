@@ -48,9 +48,14 @@ def _add_data(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train (resuming from ``out_dir/checkpoint-last`` if present), plot, optionally export."""
+    """Train (resuming from ``out_dir/checkpoint-last`` if present), plot, optionally export.
+
+    Under ``torchrun`` or ``accelerate launch`` every process trains its share of each
+    batch; rank 0 alone prints, plots and exports.
+    """
     from .config import TrainConfig
-    from .run import build_trainer, export, plot_losses
+    from .distributed import Distributed
+    from .run import build_trainer, export, plot_losses, resolve_device
 
     try:
         cfg = TrainConfig.from_file(args.config)
@@ -61,13 +66,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         if value is not None:
             setattr(cfg, name, value)
     cfg.__post_init__()
-    if not args.export_only:
-        trainer = build_trainer(cfg)
-        last = trainer.train(max_steps_this_run=args.max_steps)
-        print(json.dumps(last, indent=2))
-    plot_losses(cfg.out_dir)
-    if args.export:
-        export(cfg, args.export)
+    with Distributed.from_env(resolve_device(cfg.device)) as dist:
+        if not args.export_only:
+            last = build_trainer(cfg, dist).train(max_steps_this_run=args.max_steps)
+            if dist.is_main:
+                print(json.dumps(last, indent=2))
+        if dist.is_main:
+            plot_losses(cfg.out_dir)
+            if args.export:
+                export(cfg, args.export)
+        dist.barrier()
     return 0
 
 

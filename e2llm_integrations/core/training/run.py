@@ -17,6 +17,7 @@ from ..checkpoint import CONFIG_NAME, read_manifest
 from ..model import E2LLMModel
 from . import data
 from .config import TrainConfig
+from .distributed import Distributed
 from .examples import Corpus, ExampleFactory, build_corpus
 from .features import ParagraphStore
 from .state import LAST
@@ -46,25 +47,34 @@ def _records(items: list[Any]) -> list[dict[str, Any]]:
     return [i if isinstance(i, dict) else dict(vars(i)) for i in items]
 
 
-def _store(model: E2LLMModel, cfg: TrainConfig, corpus: Corpus, split: str) -> ParagraphStore:
+def _store(
+    model: E2LLMModel, cfg: TrainConfig, corpus: Corpus, split: str, dist: Distributed
+) -> ParagraphStore:
     key = hashlib.sha256(
         json.dumps(model.feature_fingerprint(), sort_keys=True).encode()
     ).hexdigest()[:12]
-    return ParagraphStore.build(
-        model, corpus.paragraphs, Path(cfg.data_dir) / "cache" / f"{split}-{key}"
-    )
+    with dist.main_first():  # rank 0 encodes the cache once; the others then load it
+        return ParagraphStore.build(
+            model, corpus.paragraphs, Path(cfg.data_dir) / "cache" / f"{split}-{key}"
+        )
 
 
-def build_trainer(cfg: TrainConfig) -> Trainer:
-    """Load models and data, build (or reuse) the feature caches, return a Trainer."""
-    torch.manual_seed(cfg.seed)
+def build_trainer(cfg: TrainConfig, dist: Distributed | None = None) -> Trainer:
+    """Load models and data, build (or reuse) the feature caches, return a Trainer.
+
+    ``dist`` places this process in a multi-process job (see
+    :meth:`Distributed.from_env`); by default the run is a single process.
+    """
+    dist = dist or Distributed(device=resolve_device(cfg.device))
+    torch.manual_seed(cfg.seed)  # the same on every rank: identical initial weights
     random.seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    model = E2LLMModel.from_config(cfg.model, device=resolve_device(cfg.device))
+    model = E2LLMModel.from_config(cfg.model, device=dist.device)
     train = load_corpus(cfg, "train")
     val = load_corpus(cfg, "val")
-    train_store, val_store = _store(model, cfg, train, "train"), _store(model, cfg, val, "val")
+    train_store = _store(model, cfg, train, "train", dist)
+    val_store = _store(model, cfg, val, "val", dist)
     factory = ExampleFactory(
         train, train_store, cfg.context_tokens, cfg.recon_ratio, cfg.max_recon_chunks, cfg.seed
     )
@@ -73,7 +83,8 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
     )
     val_specs = [val_factory.example(i) for i in range(cfg.val_examples)]
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    (Path(cfg.out_dir) / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if dist.is_main:
+        (Path(cfg.out_dir) / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     logger.info(
         "Training on %d paragraphs (%d chunks), %d QA items, %d recon texts",
         len(train.paragraphs),
@@ -81,7 +92,7 @@ def build_trainer(cfg: TrainConfig) -> Trainer:
         len(train.qa),
         len(train.recon),
     )
-    return Trainer(cfg, model, factory, val_specs, val_store)
+    return Trainer(cfg, model, factory, val_specs, val_store, dist)
 
 
 def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:

@@ -56,9 +56,13 @@ def find_resume(out_dir: Path) -> Path | None:
 
 
 def load_state(model: E2LLMModel, optimizer: torch.optim.Optimizer, path: Path) -> int:
-    """Restore weights, optimizer and RNG from ``path``; return the step to continue from."""
+    """Restore weights, optimizer and RNG from ``path``; return the step to continue from.
+
+    Every rank of a multi-process run loads the same checkpoint; tensors are read to
+    the CPU and the optimizer moves its state next to each rank's parameters.
+    """
     load_weights(model, path, read_manifest(path))
-    state: dict[str, Any] = torch.load(path / STATE_NAME, weights_only=True)
+    state: dict[str, Any] = torch.load(path / STATE_NAME, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     logger.info("Resumed from %s at step %d", path, state["step"])

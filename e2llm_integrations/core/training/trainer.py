@@ -4,6 +4,11 @@ Stage 1 trains the adapter alone on reconstruction at a high learning rate; stag
 adds the LoRA weights and mixes reconstruction with long-context QA. Every
 ``save_every`` steps the whole state (weights, optimizer, RNG, step) is checkpointed;
 examples are a pure function of their index, so a resumed run continues exactly.
+
+Launched on several processes (``torchrun``, ``accelerate launch``), each optimizer
+step still uses the same examples: rank ``r`` takes the examples ``j`` of every
+micro-batch with ``j % world_size == r``, gradients are summed over the ranks, and
+rank 0 alone validates and writes checkpoints and metrics.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ from ..generation import GenerationConfig
 from ..metrics import best_score
 from ..model import E2LLMModel, TrainExample
 from .config import TrainConfig
+from .distributed import Distributed
 from .examples import ExampleFactory, ExampleSpec
 from .features import ParagraphStore
 from .state import find_resume, load_state, save_state
@@ -72,8 +78,14 @@ class Trainer:
     factory: ExampleFactory
     val_specs: Sequence[ExampleSpec]
     val_store: ParagraphStore | None = None
+    dist: Distributed = field(default_factory=Distributed)
 
     def __post_init__(self) -> None:
+        if self.cfg.batch_size < self.dist.world_size:
+            raise ValueError(
+                f"batch_size={self.cfg.batch_size} is smaller than the {self.dist.world_size} "
+                "processes; raise batch_size or launch fewer processes."
+            )
         self.out_dir = Path(self.cfg.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.optimizer = torch.optim.AdamW(
@@ -137,6 +149,26 @@ class Trainer:
             group["lr"] = lrs[group["name"]]
         return lrs
 
+    def micro_step(self, step: int, micro: int) -> dict[str, float]:
+        """Forward + backward of this rank's share of a micro-batch; global losses for logging.
+
+        The loss is scaled by the share of the micro-batch this rank holds, so the sum
+        of the ranks' gradients is the gradient of the whole micro-batch (exactly so
+        when the targets have equal lengths; the loss is a mean over target tokens).
+        """
+        specs = self.micro_batch(step, micro)
+        mine = self.dist.shard(specs)
+        loss, parts = self.batch_loss(mine, self.factory.store)
+        share = len(mine) / len(specs)  # 1.0 on a single process
+        (loss * share / self.cfg.grad_accum).backward()
+        logs = {"loss": float(loss.detach()) * share}
+        for kind in ("recon", "qa"):  # keys from the whole micro-batch: the same on every rank
+            n_all = sum(s.kind == kind for s in specs)
+            if n_all:
+                n_mine = sum(s.kind == kind for s in mine)
+                logs[f"loss_{kind}"] = parts.get(f"loss_{kind}", 0.0) * (n_mine / n_all)
+        return self.dist.all_reduce_sum(logs)
+
     def train_step(self, step: int) -> dict[str, Any]:
         self.model.adapter.train()
         lrs = self.set_lr(step)
@@ -144,12 +176,12 @@ class Trainer:
         logs: dict[str, list[float]] = {}
         loss_sum = 0.0
         for micro in range(self.cfg.grad_accum):
-            loss, parts = self.batch_loss(self.micro_batch(step, micro), self.factory.store)
-            (loss / self.cfg.grad_accum).backward()
-            loss_sum += float(loss.detach()) / self.cfg.grad_accum
+            parts = self.micro_step(step, micro)
+            loss_sum += parts.pop("loss") / self.cfg.grad_accum
             for k, v in parts.items():
                 logs.setdefault(k, []).append(v)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.dist.all_reduce_grads(params)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
         self.optimizer.step()
         record = {"step": step + 1, "loss": loss_sum, "grad_norm": float(grad_norm)}
@@ -181,31 +213,45 @@ class Trainer:
         """Train until ``cfg.steps`` (or for ``max_steps_this_run`` steps), resuming if possible."""
         resume = find_resume(self.out_dir)
         start = load_state(self.model, self.optimizer, resume) if resume else 0
-        self._truncate_log(start)
+        self.dist.broadcast_params([p for g in self.optimizer.param_groups for p in g["params"]])
+        if self.dist.is_main:
+            self._truncate_log(start)
         end = (
             self.cfg.steps
             if max_steps_this_run is None
             else min(self.cfg.steps, start + max_steps_this_run)
         )
         last: dict[str, Any] = {}
-        bar = tqdm(range(start, end), initial=start, total=self.cfg.steps, desc="training")
+        bar = tqdm(
+            range(start, end),
+            initial=start,
+            total=self.cfg.steps,
+            desc="training",
+            disable=not self.dist.is_main,
+        )
         for step in bar:
             t0 = time.perf_counter()
             last = self.train_step(step)
             last["sec"] = round(time.perf_counter() - t0, 3)
             bar.set_postfix(loss=f"{last['loss']:.3f}")
-            done = step + 1
-            if done % self.cfg.eval_every == 0 or done == self.cfg.steps:
-                last.update(self.validate())
-                logger.info(
-                    "step %d: %s",
-                    done,
-                    {k: round(v, 4) for k, v in last.items() if isinstance(v, float)},
-                )
-            self._log(last)
-            if done % self.cfg.save_every == 0 or done == end:
-                save_state(self.model, self.optimizer, done, self.out_dir)
+            if self.dist.is_main:
+                self._finish_step(last, end)
+            self.dist.barrier()  # the other ranks wait for validation and the checkpoint
         return last
+
+    def _finish_step(self, record: dict[str, Any], end: int) -> None:
+        """Validate, log and checkpoint after a step as the schedule says (rank 0 only)."""
+        done = record["step"]
+        if done % self.cfg.eval_every == 0 or done == self.cfg.steps:
+            record.update(self.validate())
+            logger.info(
+                "step %d: %s",
+                done,
+                {k: round(v, 4) for k, v in record.items() if isinstance(v, float)},
+            )
+        self._log(record)
+        if done % self.cfg.save_every == 0 or done == end:
+            save_state(self.model, self.optimizer, done, self.out_dir)
 
     def _truncate_log(self, step: int) -> None:
         """Drop records logged after ``step`` by a run that was killed before saving them."""
