@@ -63,16 +63,16 @@ def main() -> int:
         new_tokens=args.new_tokens,
         isolate=not args.in_process,
     )
-    rows = with_ratios(run_bench(source, {n_tokens: text}, cfg, pipe))
-    meta = RunMeta(
+    meta = RunMeta(  # before the run: the machine's load is recorded at the start
         kind="bench_8k",
         model=source.label(pipe),
         trained=pipe.trained,
         config={"tokens": n_tokens, "new_tokens": args.new_tokens, "isolate": cfg.isolate},
         command=shlex.join(["python", "benchmarks/bench_8k.py", *sys.argv[1:]]),
         machine=machine_info(args.device),
-        seconds=round(time.perf_counter() - start, 1),
     )
+    rows = with_ratios(run_bench(source, {n_tokens: text}, cfg, pipe))
+    meta.seconds = round(time.perf_counter() - start, 1)
     result = {"meta": meta.to_dict(), "rows": rows}
     write_json(args.out, result)
     print(bench_8k_summary(result))

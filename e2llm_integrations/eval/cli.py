@@ -84,9 +84,9 @@ def cmd_niah(args: argparse.Namespace) -> int:
     )  # fmt: skip
     source = _source(args)
     haystack = load_haystack(args.data_dir)
-    pipe, start = source.load(), time.perf_counter()
+    pipe = source.load()
+    meta, start = _meta(args, "niah", source, pipe, cfg), time.perf_counter()
     cells = run_niah(pipe, haystack, cfg)
-    meta = _meta(args, "niah", source, pipe, cfg)
     meta.seconds = round(time.perf_counter() - start, 1)
     summary = summarize_niah(cells)
     result = {"meta": meta.to_dict(), "summary": summary, "cells": cells}
@@ -111,9 +111,9 @@ def cmd_qa(args: argparse.Namespace) -> int:
         system=system,
     )  # fmt: skip
     source = _source(args)
-    pipe, start = source.load(), time.perf_counter()
+    pipe = source.load()
+    meta, start = _meta(args, "qa", source, pipe, cfg), time.perf_counter()
     cells = run_qa(pipe, args.data_dir, cfg)
-    meta = _meta(args, "qa", source, pipe, cfg)
     meta.seconds = round(time.perf_counter() - start, 1)
     result = {"meta": meta.to_dict(), "summary": summarize_qa(cells), "cells": cells}
     write_json(_out_dir(args) / QA_FILE, result)
@@ -134,10 +134,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         top_k=args.top_k, isolate=False if args.in_process else None,
     )  # fmt: skip
     source = _source(args)
-    pipe, start = source.load(), time.perf_counter()
+    pipe = source.load()
+    meta, start = _meta(args, "bench", source, pipe, cfg), time.perf_counter()
     texts = haystack_texts(pipe, load_haystack(args.data_dir), cfg.lengths)
     rows = with_ratios(run_bench(source, texts, cfg, pipe))
-    meta = _meta(args, "bench", source, pipe, cfg)
     meta.seconds = round(time.perf_counter() - start, 1)
     result = {"meta": meta.to_dict(), "rows": rows}
     out = _out_dir(args)
