@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from ...cli import CLIError
 
@@ -119,7 +118,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     import torch
 
     from .config import TrainConfig
-    from .sweep import collect, grid, run_cell, sweep_table
+    from .sweep import collect, grid, run_cell, sweep_table, write_json
 
     try:
         base = TrainConfig.from_file(args.config)
@@ -150,11 +149,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         },
         "rows": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(out)
+    write_json(args.out, result)
     print(sweep_table(rows))
     return 0
 

@@ -29,6 +29,7 @@ from ..generation import GenerationConfig
 from ..metrics import best_score
 from ..prompt import RECONSTRUCT_QUESTION
 from .config import TrainConfig
+from .data import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def run_cell(
         "train_seconds": training_record(cfg)["train_seconds"],
         "steps": cfg.steps,
     }
-    _write_json(out, result)
+    write_json(out, result)
     logger.info("Sweep cell %s: %s", cell.name, result)
     return result
 
@@ -135,10 +136,11 @@ def collect(root: str | Path, cells: Sequence[SweepCell]) -> list[dict[str, Any]
     return rows
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON, atomically (a killed sweep leaves no half file)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(data, indent=2) + "\n")
 
 
 def sweep_table(rows: Sequence[dict[str, Any]]) -> str:
