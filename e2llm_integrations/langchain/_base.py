@@ -18,7 +18,7 @@ from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..core.generation import GenerationChunk, GenerationConfig, Usage
 from ..core.pipeline import E2LLMPipeline
@@ -27,7 +27,42 @@ from ..core.registry import get_pipeline
 _DONE = object()
 
 
-class PipelineChatModel(BaseChatModel):
+class PipelineSource(BaseModel):
+    """Where a LangChain component gets its E2LLM pipeline: ``checkpoint``/``device`` or one given."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    checkpoint: str | None = Field(
+        default=None,
+        description="E2LLM checkpoint folder; None uses the shipped default checkpoint.",
+    )
+    device: str | None = Field(
+        default=None, description="Torch device ('cpu', 'cuda', ...); None picks CUDA if present."
+    )
+    pipeline: E2LLMPipeline | None = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="An already-built pipeline to use instead of loading `checkpoint`.",
+    )
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> Any:
+        """An instance over ``checkpoint`` (default: the shipped one); weights load lazily.
+
+        Example:
+            >>> chat = E2LLMChat.from_pretrained("runs/default/checkpoint-last")  # doctest: +SKIP
+        """
+        return cls(checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
+
+    def get_pipeline(self) -> E2LLMPipeline:
+        """The injected pipeline, or the shared one for ``checkpoint``/``device`` (loads once)."""
+        if self.pipeline is not None:
+            return self.pipeline
+        return get_pipeline(self.checkpoint, self.device)
+
+
+class PipelineChatModel(PipelineSource, BaseChatModel):
     """Fields, tracing params and (a)sync generation shared by the pipeline chat models."""
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
@@ -37,13 +72,6 @@ class PipelineChatModel(BaseChatModel):
     )
     name_prefix: ClassVar[str] = "e2llm"
 
-    checkpoint: str | None = Field(
-        default=None,
-        description="E2LLM checkpoint folder; None uses the shipped default checkpoint.",
-    )
-    device: str | None = Field(
-        default=None, description="Torch device ('cpu', 'cuda', ...); None picks CUDA if present."
-    )
     model_name: str | None = Field(
         default=None,
         alias="model",
@@ -55,21 +83,6 @@ class PipelineChatModel(BaseChatModel):
     stop: list[str] | None = Field(default=None, description="Strings that end generation.")
     seed: int | None = Field(default=None, description="Sampling seed; None is not reproducible.")
     streaming: bool = Field(default=False, description="Generate through the streaming path.")
-    pipeline: E2LLMPipeline | None = Field(
-        default=None,
-        exclude=True,
-        repr=False,
-        description="An already-built pipeline to use instead of loading `checkpoint`.",
-    )
-
-    @classmethod
-    def from_pretrained(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> Any:
-        """A chat model over ``checkpoint`` (default: the shipped one); weights load lazily.
-
-        Example:
-            >>> chat = E2LLMChat.from_pretrained("runs/default/checkpoint-last")  # doctest: +SKIP
-        """
-        return cls(checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
 
     @property
     def resolved_model_name(self) -> str:
@@ -103,12 +116,6 @@ class PipelineChatModel(BaseChatModel):
         if stops:
             params["ls_stop"] = list(stops)
         return params
-
-    def get_pipeline(self) -> E2LLMPipeline:
-        """The injected pipeline, or the shared one for ``checkpoint``/``device`` (loads once)."""
-        if self.pipeline is not None:
-            return self.pipeline
-        return get_pipeline(self.checkpoint, self.device)
 
     def generation_config(
         self, stop: list[str] | None, options: dict[str, Any]

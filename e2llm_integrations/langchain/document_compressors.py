@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from ..core.corpus import EncodedCorpus
 from ..core.pipeline import E2LLMPipeline
-from ..core.registry import get_pipeline
 from ..retrieval.faiss_index import ChunkPrefilter, ScoredChunk
+from ._base import PipelineSource
 from ._runtime import CORPUS_KEY, CORPUS_STORE, encode_texts, stored_corpus
 
 logger = logging.getLogger(__name__)
@@ -27,7 +25,7 @@ CHUNK_SCORES_KEY = "e2llm_chunk_scores"
 CHUNK_SPANS_KEY = "e2llm_chunk_spans"
 
 
-class E2LLMDocumentCompressor(BaseDocumentCompressor):
+class E2LLMDocumentCompressor(PipelineSource, BaseDocumentCompressor):
     """Chunk and encode documents with the E2LLM encoder, so ``E2LLMChat`` reads them as is.
 
     Each returned document keeps its metadata and gains:
@@ -50,15 +48,6 @@ class E2LLMDocumentCompressor(BaseDocumentCompressor):
         >>> E2LLMChat().invoke("Who founded the company?", documents=docs)  # doctest: +SKIP
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    checkpoint: str | None = Field(
-        default=None,
-        description="E2LLM checkpoint folder; None uses the shipped default checkpoint.",
-    )
-    device: str | None = Field(
-        default=None, description="Torch device; None picks CUDA if present."
-    )
     top_k: int | None = Field(
         default=None, gt=0, description="Keep at most this many chunks over all documents."
     )
@@ -68,19 +57,6 @@ class E2LLMDocumentCompressor(BaseDocumentCompressor):
         le=1.0,
         description="Keep only chunks whose cosine similarity to the query is at least this.",
     )
-    pipeline: E2LLMPipeline | None = Field(
-        default=None,
-        exclude=True,
-        repr=False,
-        description="An already-built pipeline to use instead of loading `checkpoint`.",
-    )
-
-    @classmethod
-    def from_pretrained(
-        cls, checkpoint: str | Path | None = None, **kwargs: Any
-    ) -> E2LLMDocumentCompressor:
-        """A compressor over ``checkpoint`` (default: the shipped one); weights load lazily."""
-        return cls(checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
 
     @property
     def prefilter(self) -> ChunkPrefilter | None:
@@ -88,14 +64,6 @@ class E2LLMDocumentCompressor(BaseDocumentCompressor):
         if self.top_k is None and self.score_threshold is None:
             return None
         return ChunkPrefilter(self.top_k, self.score_threshold)
-
-    def get_pipeline(self) -> E2LLMPipeline:
-        """The injected pipeline, or the shared one for ``checkpoint``/``device`` (loads once)."""
-        return (
-            self.pipeline
-            if self.pipeline is not None
-            else get_pipeline(self.checkpoint, self.device)
-        )
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None

@@ -27,9 +27,11 @@ import torch
 
 from ..generation import GenerationConfig
 from ..metrics import best_score
+from ..model import E2LLMModel
 from ..prompt import RECONSTRUCT_QUESTION
 from .config import TrainConfig
 from .data import atomic_write_text
+from .features import ParagraphStore
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ def cell_config(base: TrainConfig, cell: SweepCell, root: str | Path) -> TrainCo
     return TrainConfig.from_dict(data)
 
 
-def positions_per_1k(store: Any, soft_tokens: int) -> float:
+def positions_per_1k(store: ParagraphStore, soft_tokens: int) -> float:
     """Decoder positions the soft tokens take per 1,000 encoder tokens of ``store``."""
     tokens = sum(store.n_tokens)
     return 1000.0 * soft_tokens * len(store.n_tokens) / max(1, tokens)
@@ -76,7 +78,7 @@ def positions_per_1k(store: Any, soft_tokens: int) -> float:
 
 @torch.no_grad()
 def reconstruction_f1(
-    model: Any, store: Any, paragraphs: Sequence[int], n: int, seed: int = 0
+    model: E2LLMModel, store: ParagraphStore, paragraphs: Sequence[int], n: int, seed: int = 0
 ) -> dict[str, float]:
     """Token F1 (SQuAD normalisation) of greedy reconstructions of ``n`` single chunks.
 
@@ -109,14 +111,16 @@ def run_cell(
     last = next((r for r in reversed(read_metrics(cfg.out_dir)) if "val_f1" in r), None)
     if last is None or last["step"] != cfg.steps:
         last = {**trainer.validate(), "step": cfg.steps}
+    val_store = trainer.val_store
+    assert val_store is not None, "build_trainer always builds the validation store"
     result: dict[str, Any] = {
         "cell": cell.name,
         "chunk_tokens": cell.chunk_tokens,
         "soft_tokens": cell.soft_tokens,
-        "positions_per_1k": round(positions_per_1k(trainer.val_store, cell.soft_tokens), 2),
+        "positions_per_1k": round(positions_per_1k(val_store, cell.soft_tokens), 2),
         **{k: last[k] for k in ("val_loss_qa", "val_loss_recon", "val_f1", "val_em") if k in last},
         **reconstruction_f1(
-            trainer.model, trainer.val_store, load_corpus(cfg, "val").recon, recon_eval, cfg.seed
+            trainer.model, val_store, load_corpus(cfg, "val").recon, recon_eval, cfg.seed
         ),
         "train_seconds": training_record(cfg)["train_seconds"],
         "steps": cfg.steps,
