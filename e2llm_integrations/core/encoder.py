@@ -161,6 +161,21 @@ class ChunkEncoder(nn.Module):
         return feat[inverse], mask[inverse]
 
 
+def sentence_embeddings(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L2-normalised masked mean of chunk features, the key a chunk is retrieved by.
+
+    Args:
+        features: (n, L, d_enc) encoder features.
+        mask: (n, L).
+
+    Returns:
+        (n, d_enc) float32 unit vectors; cosine similarity is their dot product.
+    """
+    m = mask.to(features.dtype).unsqueeze(-1)
+    pooled = (features * m).sum(1) / m.sum(1).clamp(min=1)
+    return nn.functional.normalize(pooled.float(), dim=-1)
+
+
 def _pad_cat(
     feats: list[torch.Tensor], masks: list[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:

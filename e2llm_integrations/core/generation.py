@@ -5,9 +5,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from .expansion import Source
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Usage:
         soft_tokens: Soft tokens given to the decoder.
         n_chunks: Chunks represented.
         output_tokens: Generated tokens.
+        expanded_chunks: Chunks also shown as raw text (selective expansion).
     """
 
     input_positions: int = 0
@@ -56,6 +60,7 @@ class Usage:
     soft_tokens: int = 0
     n_chunks: int = 0
     output_tokens: int = 0
+    expanded_chunks: int = 0
 
     @property
     def compression_ratio(self) -> float:
@@ -69,6 +74,7 @@ class Usage:
             "soft_tokens": self.soft_tokens,
             "n_chunks": self.n_chunks,
             "output_tokens": self.output_tokens,
+            "expanded_chunks": self.expanded_chunks,
             "compression_ratio": round(self.compression_ratio, 3),
         }
 
@@ -80,6 +86,8 @@ class GenerationChunk:
     text: str
     finish_reason: str | None = None
     usage: Usage | None = None
+    sources: tuple[Source, ...] = ()
+    """On the last chunk: the chunks shown as raw text (selective expansion), for citations."""
 
 
 def _held_back(text: str, stops: Sequence[str]) -> int:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -18,6 +18,9 @@ from .encoder import ChunkEncoder, add_lora
 from .generation import GenerationChunk, GenerationConfig, Usage, stream_tokens
 from .models import resolve
 from .prompt import PromptParts, build_prompt, render_chat
+
+if TYPE_CHECKING:
+    from .expansion import Source
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +165,12 @@ class E2LLMModel(nn.Module):
             history,
             excerpts,
         )
+
+    def n_soft_tokens(self, mask: torch.Tensor) -> int:
+        """Soft tokens the adapter makes for chunks with feature mask ``mask`` (n, L)."""
+        if self.encoder.token_states:  # PMA: k queries per chunk
+            return int(mask.shape[0]) * self.config.encoder.tokens_per_chunk
+        return int(mask.bool().sum())
 
     def soft_tokens(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Adapter output for chunk features, flattened in chunk order.
@@ -311,9 +320,12 @@ class E2LLMModel(nn.Module):
 
 @dataclass
 class GenerationResult:
+    """A whole answer: text, why it ended, what it cost, and the chunks it read as text."""
+
     text: str
     finish_reason: str
     usage: Usage
+    sources: list[Source] = field(default_factory=list)
 
 
 def _embed_norm(decoder: Any) -> float:

@@ -16,6 +16,8 @@ from .checkpoint import CONFIG_NAME, load_checkpoint
 from .chunking import Chunk, Chunker
 from .config import E2LLMConfig
 from .corpus import EncodedCorpus
+from .encoder import sentence_embeddings
+from .expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k, document_order, expand
 from .generation import GenerationChunk, GenerationConfig
 from .model import E2LLMModel, GenerationResult
 
@@ -163,48 +165,138 @@ class E2LLMPipeline:
             return context
         return self.encode(context)
 
+    def query_key(self, question: str) -> torch.Tensor:
+        """The question as the encoder embeds it for retrieval: a (d_enc,) unit vector."""
+        with self.lock:
+            feats, mask = self.model.encoder.encode([question])
+        return sentence_embeddings(feats, mask)[0]
+
+    def expand(
+        self, corpus: EncodedCorpus, question: str, top_k: int = DEFAULT_EXPAND_TOP_K
+    ) -> list[Source]:
+        """The ``top_k`` chunks of ``corpus`` most similar to ``question``, best first."""
+        if check_top_k(top_k) == 0 or len(corpus) == 0:
+            return []
+        return expand(corpus, self.query_key(question), top_k)
+
+    def prepare(
+        self,
+        context: EncodedCorpus | Iterable[Document],
+        question: str,
+        generation: GenerationConfig | None = None,
+        expand_top_k: int | None = None,
+        **prompt: Any,
+    ) -> tuple[EncodedCorpus, list[Source], dict[str, Any]]:
+        """Encode (if needed) and pick the excerpts that fit the window, in document order.
+
+        Returns:
+            The corpus, the expanded chunks (document order) and the prompt keywords for
+            :meth:`E2LLMModel.stream` (``excerpts`` included). Explicit ``excerpts=`` in
+            ``prompt`` are used as given, and no chunk is expanded.
+        """
+        _check_question(question)
+        corpus = self._corpus(context)
+        if "excerpts" in prompt:
+            return corpus, [], prompt
+        top_k = DEFAULT_EXPAND_TOP_K if expand_top_k is None else check_top_k(expand_top_k)
+        best = self.expand(corpus, question, top_k)
+        shown = document_order(self._fit(corpus, question, generation, best, prompt))
+        return corpus, shown, {**prompt, "excerpts": [s.text for s in shown]}
+
+    def _fit(
+        self,
+        corpus: EncodedCorpus,
+        question: str,
+        generation: GenerationConfig | None,
+        best: list[Source],
+        prompt: dict[str, Any],
+    ) -> list[Source]:
+        """Drop the lowest-scoring excerpts until the prompt fits the decoder's window."""
+        cfg = generation or GenerationConfig()
+        budget = self.model.max_positions - self.model.n_soft_tokens(corpus.mask)
+        budget -= cfg.max_new_tokens
+        kept = list(best)
+        while kept:
+            shown = [s.text for s in document_order(kept)]
+            with self.lock:
+                length = len(self.model.prompt(question, excerpts=shown, **prompt))
+            if length <= budget:
+                break
+            kept.pop()
+        if len(kept) < len(best):
+            message = (
+                f"Showing {len(kept)} of {len(best)} excerpts: more would not fit the decoder's "
+                f"window of {self.model.max_positions} positions next to {len(corpus)} soft "
+                "chunks. Lower expand_top_k or max_new_tokens, or prefilter the chunks."
+            )
+            warnings.warn(message, UserWarning, stacklevel=4)
+            logger.warning(message)
+        return kept
+
     def stream(
         self,
         context: EncodedCorpus | Iterable[Document],
         question: str,
         generation: GenerationConfig | None = None,
+        expand_top_k: int | None = None,
         **prompt: Any,
     ) -> Iterator[GenerationChunk]:
-        """Stream the answer's text; the final chunk carries usage and finish reason."""
-        _check_question(question)
-        corpus = self._corpus(context)
+        """Stream the answer's text; the final chunk carries usage, finish reason and sources.
+
+        Args:
+            context: Documents (str text or paths) or an :class:`EncodedCorpus`.
+            question: The question.
+            generation: Decoding options.
+            expand_top_k: Chunks also shown as raw text (``None``: the default, 0: none).
+            **prompt: ``system``, ``history``; or ``excerpts`` to choose the raw text.
+        """
+        corpus, sources, kwargs = self.prepare(
+            context, question, generation, expand_top_k, **prompt
+        )
         with self.lock:
-            yield from self.model.stream(
+            for piece in self.model.stream(
                 corpus.features,
                 corpus.mask,
                 question,
                 generation,
                 context_tokens=corpus.total_context_tokens,
-                **prompt,
-            )
+                **kwargs,
+            ):
+                if piece.usage is not None:
+                    piece.usage.expanded_chunks = len(sources)
+                    piece.sources = tuple(sources)
+                yield piece
 
     def ask(
         self,
         context: EncodedCorpus | Iterable[Document],
         question: str,
         generation: GenerationConfig | None = None,
+        expand_top_k: int | None = None,
         **prompt: Any,
     ) -> GenerationResult:
         """Answer ``question`` over ``context`` (documents or an encoded corpus).
 
-        Keyword arguments ``system`` and ``history`` pass through to the prompt.
+        Every chunk reaches the decoder as soft tokens, and the ``expand_top_k`` chunks
+        most similar to the question (default :data:`DEFAULT_EXPAND_TOP_K`; 0 for soft
+        tokens only) also as raw text; ``result.sources`` cites them. Keyword arguments
+        ``system`` and ``history`` pass through to the prompt.
         """
-        _check_question(question)
-        corpus = self._corpus(context)
+        corpus, sources, kwargs = self.prepare(
+            context, question, generation, expand_top_k, **prompt
+        )
         with self.lock:
-            return self.model.generate(
+            result = self.model.generate(
                 corpus.features,
                 corpus.mask,
                 question,
                 generation,
                 context_tokens=corpus.total_context_tokens,
-                **prompt,
+                **kwargs,
             )
+        result.usage.expanded_chunks = len(sources)
+        result.sources = sources
+        return result
 
 
 def _check_question(question: Any) -> None:

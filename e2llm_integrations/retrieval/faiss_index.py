@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..core.corpus import EncodedCorpus
+from ..core.encoder import sentence_embeddings as chunk_keys
 from ..core.pipeline import E2LLMPipeline
 
 
@@ -27,9 +28,7 @@ def _faiss():  # type: ignore[no-untyped-def]
 
 def sentence_embeddings(features: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
     """L2-normalised masked mean of features: (n, L, d), (n, L) -> (n, d) float32."""
-    m = mask.to(features.dtype).unsqueeze(-1)
-    pooled = (features * m).sum(1) / m.sum(1).clamp(min=1)
-    return torch.nn.functional.normalize(pooled.float(), dim=-1).numpy().astype("float32")
+    return chunk_keys(features, mask).numpy().astype("float32")
 
 
 @dataclass(frozen=True)

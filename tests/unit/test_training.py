@@ -100,3 +100,37 @@ def test_train_config_file_refuses_unknown_keys(tmp_path: Path) -> None:
     path.write_text("steps: 10\nstage1_steps: 20\n")
     with pytest.raises(ValueError, match="stage1_steps"):
         TrainConfig.from_file(path)
+
+
+def test_qa_excerpts_are_picked_as_at_inference(tiny_model_dirs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from e2llm_integrations.core.encoder import sentence_embeddings
+    from e2llm_integrations.core.training.examples import ExampleFactory, ExcerptPolicy
+    from e2llm_integrations.core.training.features import question_keys
+
+    trainer = build(tiny_model_dirs["encoder"], tiny_model_dirs["decoder"], str(tmp_path), 4)
+    f, model = trainer.factory, trainer.model
+    keys = question_keys(model, [q.question for q in f.corpus.qa], tmp_path / "cache")
+    again = question_keys(model, [q.question for q in f.corpus.qa], tmp_path / "cache")
+    torch.testing.assert_close(keys, again)  # reused from the cache
+    policy = ExcerptPolicy((2,), 0.0, keys)
+    factory = ExampleFactory(f.corpus, f.store, [40, 80], 0.0, 2, seed=0, excerpts=policy)
+    for i in range(6):
+        spec = factory.example(i, "qa")
+        assert len(spec.excerpt_ids) == 2
+        assert spec.excerpt_ids == sorted(spec.excerpt_ids, key=spec.chunk_ids.index)
+        qa_index = next(j for j, q in enumerate(f.corpus.qa) if q.question == spec.question)
+        scores = sentence_embeddings(*f.store.gather(spec.chunk_ids)) @ keys[qa_index]
+        top = {spec.chunk_ids[p] for p in torch.topk(scores, 2).indices.tolist()}
+        assert set(spec.excerpt_ids) == top
+        # The prompt the trainer builds shows those chunks' text after the soft tokens.
+        example = trainer.to_example(spec, f.store)
+        suffix = model.tokenizer.decode(example.prompt.suffix_ids)
+        assert all(f.store.chunk_texts[c].split()[0] in suffix for c in spec.excerpt_ids)
+    no_gold = ExampleFactory(
+        f.corpus, f.store, [40, 80], 0.0, 2, seed=0, excerpts=ExcerptPolicy((2,), 1.0, keys)
+    )
+    for i in range(6):
+        spec = no_gold.example(i, "qa")
+        item = next(q for q in f.corpus.qa if q.question == spec.question)
+        gold = {c for g in item.gold for c in f.store.chunk_range(g)}
+        assert spec.gold_in_excerpts is False and not gold & set(spec.excerpt_ids)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import E2LLMConfig, _from_dict
+from ..precision import AUTOCAST_MODES
 
 
 @dataclass
@@ -43,6 +44,13 @@ class TrainConfig:
         seed: Seed of the data order and initialisation.
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: Torch CPU threads (0: torch's default).
+        expand_top_k: Raw-text excerpts per QA example, drawn uniformly from this list
+            (``[0]``: soft tokens only; e.g. ``[0, 1, 2, 4]`` trains for selective expansion).
+        expand_drop_gold: Probability that a QA example's excerpts leave out the gold
+            paragraphs, so the answer is only in the soft tokens.
+        init_checkpoint: Start from this checkpoint's adapter and LoRA weights (same base
+            models and settings) instead of fresh ones.
+        autocast: ``auto`` (bf16 where the CPU/GPU runs it fast), ``bf16`` or ``off``.
     """
 
     model: E2LLMConfig = field(default_factory=E2LLMConfig)
@@ -72,6 +80,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    expand_top_k: list[int] = field(default_factory=lambda: [0])
+    expand_drop_gold: float = 0.0
+    init_checkpoint: str | None = None
+    autocast: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
@@ -87,6 +99,16 @@ class TrainConfig:
             raise ValueError(f"recon_ratio must be in [0, 1], got {self.recon_ratio}.")
         if not self.context_tokens or min(self.context_tokens) < 1:
             raise ValueError("context_tokens must list positive target lengths, e.g. [1024, 4096].")
+        if not self.expand_top_k or min(self.expand_top_k) < 0:
+            raise ValueError(
+                f"expand_top_k must list excerpt counts >= 0, e.g. [0, 2, 4]; got {self.expand_top_k}."
+            )
+        if not 0.0 <= self.expand_drop_gold <= 1.0:
+            raise ValueError(f"expand_drop_gold must be in [0, 1], got {self.expand_drop_gold}.")
+        if self.autocast not in AUTOCAST_MODES:
+            raise ValueError(
+                f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got {self.autocast!r}."
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}.")
 

@@ -4,6 +4,10 @@
   chunks, and the instruction to repeat them; the target is their original text.
 * **Long-context QA** ("reasoning"): the gold paragraph(s) hidden among distractor
   paragraphs up to a sampled context length, in random order; the target is the answer.
+  With an :class:`ExcerptPolicy`, a QA example also shows the ``k`` chunks most similar
+  to the question as raw text after the soft tokens, picked exactly as at inference
+  (cosine of the encoder's pooled features), so the model learns to read excerpts when
+  they hold the answer and to fall back on the soft tokens when they do not.
 
 ``ExampleFactory.example(i)`` depends only on ``(seed, i)``, so a resumed run sees
 exactly the examples an uninterrupted run would have seen.
@@ -12,9 +16,13 @@ exactly the examples an uninterrupted run would have seen.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
+from ..encoder import sentence_embeddings
 from ..prompt import RECONSTRUCT_QUESTION
 from .features import ParagraphStore
 
@@ -39,6 +47,31 @@ class ExampleSpec:
     target: str
     answers: list[str] = field(default_factory=list)
     depth: float | None = None
+    excerpt_ids: list[int] = field(default_factory=list)
+    gold_in_excerpts: bool | None = None
+
+
+@dataclass(frozen=True)
+class ExcerptPolicy:
+    """Raw-text excerpts shown with QA examples (selective expansion).
+
+    Attributes:
+        top_k: Excerpt counts to draw from, uniformly (repeat a value to weight it);
+            ``0`` is a soft-tokens-only example.
+        drop_gold: Probability of leaving the gold paragraphs' chunks out of the
+            candidates, so that the answer is only in the soft tokens.
+        question_keys: (n_qa, d_enc) unit query vectors of ``corpus.qa``, in order.
+    """
+
+    top_k: Sequence[int]
+    drop_gold: float
+    question_keys: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if not self.top_k or min(self.top_k) < 0:
+            raise ValueError(f"top_k must list excerpt counts >= 0, got {list(self.top_k)}.")
+        if not 0.0 <= self.drop_gold <= 1.0:
+            raise ValueError(f"drop_gold must be in [0, 1], got {self.drop_gold}.")
 
 
 @dataclass
@@ -93,6 +126,7 @@ class ExampleFactory:
         recon_ratio: Fraction of reconstruction examples (when not forced).
         max_recon_chunks: Consecutive chunks reconstructed at most.
         seed: Seed mixed into every example's RNG.
+        excerpts: Raw-text excerpts for QA examples (``None``: soft tokens only).
     """
 
     def __init__(
@@ -103,9 +137,13 @@ class ExampleFactory:
         recon_ratio: float,
         max_recon_chunks: int,
         seed: int,
+        excerpts: ExcerptPolicy | None = None,
     ) -> None:
         if len(store) != len(corpus.paragraphs):
             raise ValueError("The feature store does not match the corpus; rebuild the cache.")
+        if excerpts is not None and excerpts.question_keys.shape[0] != len(corpus.qa):
+            raise ValueError("The question keys do not match the corpus; rebuild the cache.")
+        self.excerpts = excerpts if excerpts is not None and max(excerpts.top_k) > 0 else None
         self.corpus = corpus
         self.store = store
         self.context_tokens = context_tokens
@@ -134,7 +172,8 @@ class ExampleFactory:
         return ExampleSpec("recon", ids, RECONSTRUCT_QUESTION, target, [target])
 
     def _qa(self, rng: random.Random) -> ExampleSpec:
-        item = rng.choice(self.corpus.qa)
+        qa_index = rng.randrange(len(self.corpus.qa))
+        item = self.corpus.qa[qa_index]
         budget = rng.choice(self.context_tokens)
         chosen = list(item.gold)
         used = sum(self.store.paragraph_tokens(p) for p in chosen)
@@ -151,4 +190,25 @@ class ExampleFactory:
         ids = [c for p in chosen for c in self.store.chunk_range(p)]
         first_gold = min(ids.index(self.store.offsets[g]) for g in item.gold)
         depth = first_gold / max(1, len(ids) - 1)
-        return ExampleSpec("qa", ids, item.question, item.answers[0], item.answers, depth)
+        spec = ExampleSpec("qa", ids, item.question, item.answers[0], item.answers, depth)
+        if self.excerpts is not None:
+            gold = {c for g in item.gold for c in self.store.chunk_range(g)}
+            self._add_excerpts(spec, qa_index, gold, rng)
+        return spec
+
+    def _add_excerpts(
+        self, spec: ExampleSpec, qa_index: int, gold: set[int], rng: random.Random
+    ) -> None:
+        """Pick the chunks most similar to the question, as inference does; document order."""
+        assert self.excerpts is not None
+        k = rng.choice(list(self.excerpts.top_k))
+        drop = rng.random() < self.excerpts.drop_gold
+        if k == 0:
+            return
+        keys = sentence_embeddings(*self.store.gather(spec.chunk_ids))  # (n, d_enc)
+        scores = keys @ self.excerpts.question_keys[qa_index].float()
+        ranked = torch.sort(scores, descending=True, stable=True).indices.tolist()
+        if drop:
+            ranked = [p for p in ranked if spec.chunk_ids[p] not in gold]
+        spec.excerpt_ids = [spec.chunk_ids[p] for p in sorted(ranked[:k])]
+        spec.gold_in_excerpts = any(c in gold for c in spec.excerpt_ids)

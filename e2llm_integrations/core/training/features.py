@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..checkpoint import atomic_save_tensors, atomic_write_bytes
 from ..chunking import Chunker
+from ..encoder import sentence_embeddings
 from ..model import E2LLMModel
 
 logger = logging.getLogger(__name__)
@@ -126,3 +128,31 @@ class ParagraphStore:
             tensors["features"],
             tensors["mask"],
         )
+
+
+QUERY_TENSORS = "queries.safetensors"
+QUERY_META = "queries.json"
+
+
+def question_keys(model: E2LLMModel, questions: Sequence[str], folder: str | Path) -> torch.Tensor:
+    """Unit query vectors of ``questions``, as the chunk prefilter embeds a question.
+
+    Cached in ``folder`` next to the paragraph store and reused when the encoder
+    settings and the questions are the same.
+
+    Returns:
+        (n_questions, d_enc) float32.
+    """
+    root = Path(folder)
+    fingerprint = {**model.feature_fingerprint(), "texts": texts_digest(questions)}
+    try:
+        if json.loads((root / QUERY_META).read_text()) == fingerprint:
+            return load_file(str(root / QUERY_TENSORS))["keys"]
+    except (OSError, ValueError, KeyError, SafetensorError) as err:
+        logger.info("Query cache %s not usable (%s); encoding the questions.", root, err)
+    logger.info("Encoding %d questions into %s (once)", len(questions), root)
+    keys = sentence_embeddings(*model.encoder.encode(list(questions), progress=True))
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_save_tensors({"keys": keys.contiguous()}, root / QUERY_TENSORS)
+    atomic_write_bytes(root / QUERY_META, json.dumps(fingerprint).encode())
+    return keys

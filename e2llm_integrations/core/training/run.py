@@ -13,13 +13,13 @@ from typing import Any, Literal
 
 import torch
 
-from ..checkpoint import CONFIG_NAME, read_manifest
+from ..checkpoint import CONFIG_NAME, load_weights, read_manifest
 from ..model import E2LLMModel
 from . import data
 from .config import TrainConfig
 from .distributed import Distributed
-from .examples import Corpus, ExampleFactory, build_corpus
-from .features import ParagraphStore
+from .examples import Corpus, ExampleFactory, ExcerptPolicy, build_corpus
+from .features import ParagraphStore, question_keys
 from .state import LAST
 from .trainer import METRICS_NAME, Trainer
 
@@ -47,16 +47,41 @@ def _records(items: list[Any]) -> list[dict[str, Any]]:
     return [i if isinstance(i, dict) else dict(vars(i)) for i in items]
 
 
-def _store(
-    model: E2LLMModel, cfg: TrainConfig, corpus: Corpus, split: str, dist: Distributed
-) -> ParagraphStore:
+def _cache_dir(model: E2LLMModel, cfg: TrainConfig, split: str) -> Path:
     key = hashlib.sha256(
         json.dumps(model.feature_fingerprint(), sort_keys=True).encode()
     ).hexdigest()[:12]
+    return Path(cfg.data_dir) / "cache" / f"{split}-{key}"
+
+
+def _store(
+    model: E2LLMModel, cfg: TrainConfig, corpus: Corpus, split: str, dist: Distributed
+) -> ParagraphStore:
     with dist.main_first():  # rank 0 encodes the cache once; the others then load it
-        return ParagraphStore.build(
-            model, corpus.paragraphs, Path(cfg.data_dir) / "cache" / f"{split}-{key}"
+        return ParagraphStore.build(model, corpus.paragraphs, _cache_dir(model, cfg, split))
+
+
+def _excerpts(
+    model: E2LLMModel, cfg: TrainConfig, corpus: Corpus, split: str, dist: Distributed
+) -> ExcerptPolicy | None:
+    """The excerpt policy of ``cfg`` with the split's question keys (``None``: soft only)."""
+    if max(cfg.expand_top_k) == 0 or not corpus.qa:
+        return None
+    with dist.main_first():
+        keys = question_keys(model, [q.question for q in corpus.qa], _cache_dir(model, cfg, split))
+    return ExcerptPolicy(tuple(cfg.expand_top_k), cfg.expand_drop_gold, keys)
+
+
+def _init_weights(model: E2LLMModel, path: str) -> None:
+    """Start from a checkpoint's adapter + LoRA weights; its settings must be the run's."""
+    manifest = read_manifest(path)
+    if manifest["config"] != model.config.to_dict():
+        raise ValueError(
+            f"init_checkpoint {path} was trained with other model settings than this run's "
+            "`model:` section; copy its e2llm_config.json `config` into the training config."
         )
+    load_weights(model, Path(path), manifest)
+    logger.info("Initialised adapter and LoRA weights from %s", path)
 
 
 def build_trainer(cfg: TrainConfig, dist: Distributed | None = None) -> Trainer:
@@ -71,15 +96,29 @@ def build_trainer(cfg: TrainConfig, dist: Distributed | None = None) -> Trainer:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model = E2LLMModel.from_config(cfg.model, device=dist.device)
+    if cfg.init_checkpoint:
+        _init_weights(model, cfg.init_checkpoint)
     train = load_corpus(cfg, "train")
     val = load_corpus(cfg, "val")
     train_store = _store(model, cfg, train, "train", dist)
     val_store = _store(model, cfg, val, "val", dist)
     factory = ExampleFactory(
-        train, train_store, cfg.context_tokens, cfg.recon_ratio, cfg.max_recon_chunks, cfg.seed
+        train,
+        train_store,
+        cfg.context_tokens,
+        cfg.recon_ratio,
+        cfg.max_recon_chunks,
+        cfg.seed,
+        _excerpts(model, cfg, train, "train", dist),
     )
     val_factory = ExampleFactory(
-        val, val_store, cfg.context_tokens, 0.25, cfg.max_recon_chunks, cfg.seed + 1
+        val,
+        val_store,
+        cfg.context_tokens,
+        0.25,
+        cfg.max_recon_chunks,
+        cfg.seed + 1,
+        _excerpts(model, cfg, val, "val", dist),
     )
     val_specs = [val_factory.example(i) for i in range(cfg.val_examples)]
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from ..generation import GenerationConfig
 from ..metrics import best_score
 from ..model import E2LLMModel, TrainExample
+from ..precision import autocast
 from .config import TrainConfig
 from .distributed import Distributed
 from .examples import ExampleFactory, ExampleSpec
@@ -106,14 +107,22 @@ class Trainer:
     def to_example(self, spec: ExampleSpec, store: ParagraphStore) -> TrainExample:
         tok = self.model.tokenizer
         feats, mask = self.features(spec, store)
-        if spec.question not in self._prompts:
-            self._prompts[spec.question] = self.model.prompt(spec.question)
+        if spec.excerpt_ids:  # prompts with excerpts rarely repeat: not cached
+            prompt = self.model.prompt(spec.question, excerpts=self.excerpts(spec, store))
+        else:
+            if spec.question not in self._prompts:
+                self._prompts[spec.question] = self.model.prompt(spec.question)
+            prompt = self._prompts[spec.question]
         target = tok(spec.target, add_special_tokens=False)["input_ids"][
             : self.cfg.max_target_tokens
         ]
         if len(target) < self.cfg.max_target_tokens and tok.eos_token_id is not None:
             target = [*target, tok.eos_token_id]
-        return TrainExample(feats, mask, self._prompts[spec.question], target)
+        return TrainExample(feats, mask, prompt, target)
+
+    @staticmethod
+    def excerpts(spec: ExampleSpec, store: ParagraphStore) -> list[str]:
+        return [store.chunk_texts[i] for i in spec.excerpt_ids]
 
     def micro_batch(self, step: int, micro: int) -> list[ExampleSpec]:
         per_step = self.cfg.batch_size * self.cfg.grad_accum
@@ -158,7 +167,8 @@ class Trainer:
         """
         specs = self.micro_batch(step, micro)
         mine = self.dist.shard(specs)
-        loss, parts = self.batch_loss(mine, self.factory.store)
+        with autocast(self.model.device, self.cfg.autocast):  # type: ignore[arg-type]
+            loss, parts = self.batch_loss(mine, self.factory.store)
         share = len(mine) / len(specs)  # 1.0 on a single process
         (loss * share / self.cfg.grad_accum).backward()
         logs = {"loss": float(loss.detach()) * share}
@@ -192,6 +202,10 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         """Validation loss per objective and greedy-answer F1/EM on QA examples."""
+        with autocast(self.model.device, self.cfg.autocast):  # type: ignore[arg-type]
+            return self._validate()
+
+    def _validate(self) -> dict[str, float]:
         store = self.val_store or self.factory.store
         self.model.eval()
         out: dict[str, list[float]] = {}
@@ -202,7 +216,9 @@ class Trainer:
         gen = GenerationConfig(max_new_tokens=24)
         for spec in qa:
             feats, mask = self.features(spec, store)
-            answer = self.model.generate(feats, mask, spec.question, gen).text
+            answer = self.model.generate(
+                feats, mask, spec.question, gen, excerpts=self.excerpts(spec, store)
+            ).text
             f1, em = best_score(answer, spec.answers)
             out.setdefault("val_f1", []).append(f1)
             out.setdefault("val_em", []).append(em)
