@@ -1,6 +1,7 @@
 """The ``e2llm`` command line: ``ask``, ``info`` and the training/evaluation commands.
 
-Answers go to stdout; diagnostics go to stderr; bad input exits with status 2 and a
+Answers go to stdout (with ``--json``: one JSON object with the answer, usage, sources
+and finish reason); diagnostics go to stderr; bad input exits with status 2 and a
 message that says what to fix.
 """
 
@@ -14,6 +15,11 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+from .core.expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k
+from .core.generation import Usage
+from .core.model import GenerationResult
 
 logger = logging.getLogger("e2llm")
 
@@ -51,6 +57,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
         if len(args.docs) < 2:
             raise CLIError('Give a question: e2llm ask --docs FILE [FILE ...] "question"')
         args.question = args.docs.pop()
+    if args.json and args.stream:
+        raise CLIError(
+            "--json prints one JSON object once the answer is complete; drop --stream or --json."
+        )
     docs = _collect_documents(args.docs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the pipeline logs the same warnings
@@ -60,22 +70,57 @@ def cmd_ask(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CLIError(str(err)) from err
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    usage: Usage | None = None
+    sources: tuple[Source, ...] = ()
     if args.stream:
-        usage = None
-        for piece in pipe.stream(corpus, args.question, gen):
+        for piece in pipe.stream(corpus, args.question, gen, expand_top_k=args.expand):
             sys.stdout.write(piece.text)
             sys.stdout.flush()
-            usage = piece.usage or usage
+            if piece.usage is not None:
+                usage, sources = piece.usage, piece.sources
         sys.stdout.write("\n")
     else:
-        result = pipe.ask(corpus, args.question, gen)
-        print(result.text)
-        usage = result.usage
+        result = pipe.ask(corpus, args.question, gen, expand_top_k=args.expand)
+        usage, sources = result.usage, tuple(result.sources)
+        if args.json:
+            print(json.dumps(_answer_json(result)))
+        else:
+            print(result.text)
     if usage is not None:
         logger.info("usage: %s", json.dumps(usage.to_dict()))
+    for i, source in enumerate(sources, 1):
+        logger.info(
+            "source %d: %s [%d:%d] (chunk %d, score %.3f)",
+            i,
+            source.doc_id,
+            source.start,
+            source.end,
+            source.chunk_index,
+            source.score,
+        )
     if not pipe.trained:
         logger.warning("The answer above came from an UNTRAINED adapter and is noise.")
     return 0
+
+
+def _answer_json(result: GenerationResult) -> dict[str, Any]:
+    """``--json`` output: answer, usage, sources (``Source.to_dict()``) and finish reason."""
+    return {
+        "answer": result.text,
+        "usage": result.usage.to_dict(),
+        "sources": [s.to_dict() for s in result.sources],
+        "finish_reason": result.finish_reason,
+    }
+
+
+def _expand_k(value: str) -> int:
+    """argparse type for ``--expand``: an int >= 0."""
+    try:
+        return check_top_k(int(value))
+    except ValueError as err:  # not an int, or negative
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of chunks >= 0 (0: soft tokens only), got {value!r}."
+        ) from err
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -112,6 +157,19 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
     p.add_argument("--stream", action="store_true", help="print tokens as they come")
+    p.add_argument(
+        "--expand",
+        type=_expand_k,
+        default=None,
+        metavar="K",
+        help="also show the K chunks most similar to the question as raw text (default: "
+        f"{DEFAULT_EXPAND_TOP_K}; 0: soft tokens only); they are logged as sources",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: answer, usage, sources, finish_reason",
+    )
     p.set_defaults(func=cmd_ask)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import shlex
 import time
 from pathlib import Path
@@ -63,6 +64,28 @@ def _meta(args: argparse.Namespace, kind: str, source: ModelSource, pipe: Any, c
     )
 
 
+def _cache(args: argparse.Namespace) -> Any:
+    """The baseline-answer cache named by ``--baseline-cache`` (``none``: no cache)."""
+    from .systems import BaselineCache
+
+    if args.baseline_cache == "none":
+        return None
+    if args.baseline_cache:
+        return BaselineCache(args.baseline_cache)
+    from ..core.training.data import DATA_DIR_ENV
+
+    data = args.data_dir or os.environ.get(DATA_DIR_ENV) or "data"
+    return BaselineCache(Path(data) / "cache" / "baseline_answers.jsonl")
+
+
+def _baseline_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--baseline-cache", default=None,
+        help="JSON-lines file reusing the full/rag answers (no checkpoint changes them); "
+        "default DATA_DIR/cache/baseline_answers.jsonl, `none` to always rerun them",
+    )  # fmt: skip
+
+
 def _out_dir(args: argparse.Namespace) -> Path:
     return Path(args.out_dir or (QUICK_OUT if args.quick else DEFAULT_OUT))
 
@@ -79,6 +102,7 @@ def cmd_niah(args: argparse.Namespace) -> int:
     cfg = _override(
         base, lengths=parse_lengths(args.lengths) if args.lengths else None,
         depths=tuple(d / 100 for d in depths) if depths else None, needles=args.needles,
+        variant=args.variant,
         systems=_csv(args.systems), seed=args.seed, system=system,
         full_max_length=parse_lengths(args.full_max_length)[0] if args.full_max_length else None,
     )  # fmt: skip
@@ -86,15 +110,17 @@ def cmd_niah(args: argparse.Namespace) -> int:
     haystack = load_haystack(args.data_dir)
     pipe = source.load()
     meta, start = _meta(args, "niah", source, pipe, cfg), time.perf_counter()
-    cells = run_niah(pipe, haystack, cfg)
+    cells = run_niah(pipe, haystack, cfg, _cache(args))
     meta.seconds = round(time.perf_counter() - start, 1)
     summary = summarize_niah(cells)
     result = {"meta": meta.to_dict(), "summary": summary, "cells": cells}
     out = _out_dir(args)
-    write_json(out / NIAH_FILE, result)
+    stem = "niah" if cfg.variant == "magic" else f"niah_{cfg.variant}"
+    write_json(out / (NIAH_FILE if cfg.variant == "magic" else f"{stem}.json"), result)
     for name, grid in summary["grid"].items():
-        title = f"NIAH: {name} - {meta.model}"
-        niah_heatmap(grid, sorted(cfg.lengths), list(cfg.depths), title, out / f"niah_{name}.png")
+        title = f"NIAH ({cfg.variant}): {name} - {meta.model}"
+        png = out / f"{stem}_{name.replace('@', '_k')}.png"
+        niah_heatmap(grid, sorted(cfg.lengths), list(cfg.depths), title, png)
     print(niah_table(result))
     return 0
 
@@ -113,7 +139,7 @@ def cmd_qa(args: argparse.Namespace) -> int:
     source = _source(args)
     pipe = source.load()
     meta, start = _meta(args, "qa", source, pipe, cfg), time.perf_counter()
-    cells = run_qa(pipe, args.data_dir, cfg)
+    cells = run_qa(pipe, args.data_dir, cfg, _cache(args))
     meta.seconds = round(time.perf_counter() - start, 1)
     result = {"meta": meta.to_dict(), "summary": summarize_qa(cells), "cells": cells}
     write_json(_out_dir(args) / QA_FILE, result)
@@ -178,7 +204,9 @@ def _common(p: argparse.ArgumentParser, prog: list[str]) -> None:
         "--lengths", default=None, help="context lengths in decoder tokens, e.g. 1k,2k,8k"
     )
     p.add_argument("--systems", default=None, help="comma-separated subset of the systems")
-    p.add_argument("--top-k", type=int, default=None, help="chunks retrieved by rag / hybrid")
+    p.add_argument(
+        "--top-k", type=int, default=None, help="k of the plain `rag` and `hybrid` systems"
+    )
     p.set_defaults(_parser=p, _prog=prog)
 
 
@@ -189,8 +217,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
                              description="Systems: e2llm, full, rag, hybrid. Default grid "
                              "1k-128k x 5 depths x 2 needles (full up to 8k).")  # fmt: skip
     _common(niah, ["eval", "niah"])
+    _baseline_flag(niah)
     niah.add_argument("--depths", default=None, help="percent, e.g. 0,25,50,75,100")
     niah.add_argument("--needles", type=int, default=None, help="needles (trials) per cell")
+    niah.add_argument(
+        "--variant", default=None, choices=["magic", "paraphrase"],
+        help="magic: a number asked for in the needle's words (results/niah.json); "
+        "paraphrase: a word or name asked for in other words (results/niah_paraphrase.json)",
+    )  # fmt: skip
     niah.add_argument("--full-max-length", default=None, help="longest length for full (8k)")
     niah.add_argument("--max-new-tokens", type=int, default=None)
     niah.add_argument("--seed", type=int, default=None)
@@ -198,6 +232,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     qa = ev_sub.add_parser("qa", help="SQuAD single-doc and HotpotQA multi-doc QA (test split)",
                            description="F1/EM per system x task x length (2k, 4k, 8k).")  # fmt: skip
     _common(qa, ["eval", "qa"])
+    _baseline_flag(qa)
     qa.add_argument("--tasks", default=None, help="single_doc,multi_doc")
     qa.add_argument("--n", type=int, default=None, help="questions per (task, length) cell")
     qa.add_argument("--max-new-tokens", type=int, default=None)

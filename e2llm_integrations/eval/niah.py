@@ -22,7 +22,7 @@ from typing import Any
 from ..core.chunking import Chunk
 from ..core.corpus import EncodedCorpus
 from ..core.pipeline import E2LLMPipeline
-from .systems import SYSTEMS, EvalContext, SystemConfig, run_system
+from .systems import SYSTEMS, BaselineCache, EvalContext, SystemConfig, check_systems, run_system
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ CHARS_PER_TOKEN = 6
 
 @dataclass(frozen=True)
 class Needle:
-    """A fact to plant and the question that asks for it."""
+    """The classic needle: a magic number for a city, asked for in the same words."""
 
     city: str
     number: str
@@ -50,12 +50,65 @@ class Needle:
     def question(self) -> str:
         return f"What is the special magic number for {self.city}?"
 
+    def found(self, answer: str) -> float:
+        return needle_found(answer, self.number)
 
-def make_needles(count: int, seed: int = 0) -> list[Needle]:
-    """``count`` needles with distinct cities and random 7-digit numbers (deterministic)."""
-    if not 1 <= count <= len(CITIES):
-        raise ValueError(f"needles must be in [1, {len(CITIES)}], got {count}.")
+
+@dataclass(frozen=True)
+class ParaphraseNeedle:
+    """A fact whose question shares few words with it, answered by a word or a name.
+
+    Retrieval cannot match such a question word for word, as with real questions.
+    """
+
+    sentence: str
+    question: str
+    answer: str
+
+    def found(self, answer: str) -> float:
+        """1.0 when the answer word/name appears in ``answer`` as whole words (any case)."""
+        pattern = rf"(?<!\w){re.escape(self.answer.lower())}(?!\w)"
+        return float(re.search(pattern, answer.lower()) is not None)
+
+
+PARAPHRASES = (
+    ParaphraseNeedle("The bakery on the corner was founded by a retired pilot named Greta Halvorsen.", "Which former aviator opened the local bread shop?", "Halvorsen"),
+    ParaphraseNeedle("Our team's secret password for the archive room has always been marmalade.", "What word unlocks the records storage?", "marmalade"),
+    ParaphraseNeedle("The tallest tree in the valley is a sequoia that locals call Old Bartholomew.", "What nickname do residents give the biggest plant in the dale?", "Bartholomew"),
+    ParaphraseNeedle("My grandmother's favourite painter was a Dutchman called Pieter Vandermolen.", "Which artist did the narrator's granny admire most?", "Vandermolen"),
+    ParaphraseNeedle("The committee finally chose turquoise as the colour for the new city buses.", "What shade will the town's public coaches be painted?", "turquoise"),
+    ParaphraseNeedle("Every winter the festival crowns a mascot, and this year it was a badger named Clementine.", "Which animal character won the seasonal celebration's title?", "Clementine"),
+    ParaphraseNeedle("The expedition's ship, the Northern Wren, was built in a small Norwegian shipyard.", "What was the name of the vessel the explorers sailed on?", "Northern Wren"),
+    ParaphraseNeedle("Dr. Ingrid Osterman discovered that the rare orchid only blooms after a thunderstorm.", "Which scientist found out when the unusual flower opens?", "Osterman"),
+    ParaphraseNeedle("The recipe's secret ingredient, according to the chef, is a pinch of cardamom.", "What spice does the cook say makes the dish special?", "cardamom"),
+    ParaphraseNeedle("In the old story, the dragon guarding the mountain pass was called Vesperine.", "What was the name of the beast protecting the route through the peaks?", "Vesperine"),
+    ParaphraseNeedle("The startup's first office was a converted garage in the town of Millbrook.", "Where did the young company begin working?", "Millbrook"),
+    ParaphraseNeedle("After the match, the captain gave her winning racket to a boy named Tobias.", "Who received the tennis champion's equipment?", "Tobias"),
+    ParaphraseNeedle("The museum's most valuable coin was minted under the emperor Aurelian.", "During which ruler's reign was the gallery's priciest piece of money made?", "Aurelian"),
+    ParaphraseNeedle("The band rehearsed every Tuesday in the basement of a laundromat on Fern Street.", "On which road did the musicians practise?", "Fern Street"),
+    ParaphraseNeedle("The village's annual race is won by whoever first reaches the windmill at Hollow Ridge.", "Where is the finish line of the yearly contest in the hamlet?", "Hollow Ridge"),
+    ParaphraseNeedle("Professor Lindqvist keeps a tortoise called Socrates in her office.", "What is the name of the reptile living in the academic's workroom?", "Socrates"),
+)  # fmt: skip
+"""Hand-written for evaluation only (never trained on): facts and paraphrased questions."""
+
+NIAH_VARIANTS = ("magic", "paraphrase")
+AnyNeedle = Needle | ParaphraseNeedle
+
+
+def make_needles(count: int, seed: int = 0, variant: str = "magic") -> list[AnyNeedle]:
+    """``count`` distinct needles of ``variant`` (deterministic in ``seed``).
+
+    ``magic``: random cities with random 7-digit numbers; ``paraphrase``: a sample of
+    :data:`PARAPHRASES`.
+    """
+    pool = len(CITIES) if variant == "magic" else len(PARAPHRASES)
+    if variant not in NIAH_VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(NIAH_VARIANTS)}, got {variant!r}.")
+    if not 1 <= count <= pool:
+        raise ValueError(f"needles must be in [1, {pool}], got {count}.")
     rng = random.Random(seed)
+    if variant == "paraphrase":
+        return list(rng.sample(PARAPHRASES, count))
     cities = rng.sample(CITIES, count)
     return [Needle(city, str(rng.randint(1_000_000, 9_999_999))) for city in cities]
 
@@ -160,7 +213,7 @@ def _swap_chunk(
 
 
 def plant(
-    pipe: E2LLMPipeline, hay: Haystack, n_chunks: int, needle: Needle, depth: float
+    pipe: E2LLMPipeline, hay: Haystack, n_chunks: int, needle: AnyNeedle, depth: float
 ) -> Planted:
     """The first ``n_chunks`` haystack chunks with ``needle`` at ``depth`` (0 = start, 1 = end).
 
@@ -198,7 +251,9 @@ class NiahConfig:
     Attributes:
         lengths: Context lengths in decoder tokens (haystack + needle).
         depths: Needle depths as fractions of the context (0 = first, 1 = last).
-        needles: Needles (city + number) per cell, each a separate trial.
+        needles: Needles per cell, each a separate trial.
+        variant: ``magic`` (a number, asked for in the needle's own words) or
+            ``paraphrase`` (a word or name, asked for in other words).
         systems: Systems to run (see :data:`~e2llm_integrations.eval.systems.SYSTEMS`).
         full_max_length: Longest length the ``full`` baseline runs at (default: the 8k
             window of SmolLM2). Beyond it the text is cut in the middle to that window, so
@@ -210,6 +265,7 @@ class NiahConfig:
     lengths: tuple[int, ...] = (1000, 2000, 4000, 8000, 16000, 32000, 64000, 128000)
     depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     needles: int = 2
+    variant: str = "magic"
     systems: tuple[str, ...] = SYSTEMS
     full_max_length: int | None = 8000
     seed: int = 0
@@ -218,10 +274,11 @@ class NiahConfig:
     def __post_init__(self) -> None:
         if not self.lengths or not self.depths:
             raise ValueError("NIAH needs at least one length and one depth.")
+        if self.variant not in NIAH_VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(NIAH_VARIANTS)}.")
         if any(not 0.0 <= d <= 1.0 for d in self.depths):
             raise ValueError(f"depths are fractions in [0, 1], got {self.depths}.")
-        if any(s not in SYSTEMS for s in self.systems):
-            raise ValueError(f"Unknown system in {self.systems}; choose from {SYSTEMS}.")
+        check_systems(self.systems)
 
     def runs(self, system: str, length: int) -> bool:
         """Whether ``system`` runs at ``length`` (``full`` stops at ``full_max_length``)."""
@@ -233,10 +290,15 @@ QUICK_NIAH = NiahConfig(lengths=(1000, 2000), depths=(0.0, 0.5, 1.0), needles=1)
 """A tiny grid for smoke tests (about a minute on 2 CPU cores)."""
 
 
-def run_niah(pipe: E2LLMPipeline, haystack: str, cfg: NiahConfig) -> list[dict[str, Any]]:
-    """Run every system over the grid; one record per (system, length, depth, needle)."""
+def run_niah(
+    pipe: E2LLMPipeline, haystack: str, cfg: NiahConfig, cache: BaselineCache | None = None
+) -> list[dict[str, Any]]:
+    """Run every system over the grid; one record per (system, length, depth, needle).
+
+    ``cache`` reuses the base-decoder baselines' answers (see :class:`BaselineCache`).
+    """
     hay = Haystack.build(pipe, haystack, max(cfg.lengths))
-    needles = make_needles(cfg.needles, cfg.seed)
+    needles = make_needles(cfg.needles, cfg.seed, cfg.variant)
     cells: list[dict[str, Any]] = []
     for length in sorted(cfg.lengths):
         systems = [s for s in cfg.systems if cfg.runs(s, length)]
@@ -245,12 +307,14 @@ def run_niah(pipe: E2LLMPipeline, haystack: str, cfg: NiahConfig) -> list[dict[s
                 reserve = len(pipe.model.tokenizer(f" {needle.sentence} ")["input_ids"])
                 planted = plant(pipe, hay, hay.chunks_for(length, reserve), needle, depth)
                 for name in systems:
-                    ans = run_system(name, pipe, planted.context, needle.question, cfg.system)
+                    ans = run_system(
+                        name, pipe, planted.context, needle.question, cfg.system, cache
+                    )
                     cells.append({
                         "system": name, "length": length, "depth": depth, "needle": k,
                         "depth_actual": round(planted.depth_actual, 4),
                         "context_tokens": planted.context.context_tokens,
-                        "score": needle_found(ans.text, needle.number), **ans.to_dict(),
+                        "score": needle.found(ans.text), **ans.to_dict(),
                     })  # fmt: skip
             logger.info("NIAH %d tokens, depth %.0f%%: %s", length, depth * 100,
                         _progress(cells, length, depth))  # fmt: skip

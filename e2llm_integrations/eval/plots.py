@@ -97,3 +97,30 @@ def _save(fig: Any, plt: Any, path: str | Path) -> Path:
     plt.close(fig)
     logger.info("Wrote %s", out)
     return out
+
+
+def quality_cost_plot(points: dict[str, list[tuple[str, float, float]]], path: str | Path) -> Path:
+    """Score against decoder input positions, one panel per metric.
+
+    Args:
+        points: ``{metric: [(system, mean positions, mean score), ...]}``.
+        path: PNG to write.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(points), figsize=(5.5 * len(points), 4), squeeze=False)
+    for ax, (metric, rows) in zip(axes[0], points.items(), strict=True):
+        curve = sorted((p, s, n) for n, p, s in rows if n.startswith("e2llm@"))
+        if curve:
+            ax.plot([c[0] for c in curve], [c[1] for c in curve], "o-", label="E2LLM, K expanded")
+            for p, s, n in curve:
+                ax.annotate(n.split("@")[1], (p, s), textcoords="offset points", xytext=(4, 4))
+        for name, p, s in rows:
+            if not name.startswith("e2llm@"):
+                marker = "*" if name == "e2llm" else ("s" if name == "full" else "^")
+                ax.plot([p], [s], marker, ms=9, label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("decoder input positions (mean)")
+        ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, plt, path)

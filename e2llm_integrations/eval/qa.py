@@ -26,7 +26,7 @@ from typing import Any
 from ..core.metrics import best_score
 from ..core.pipeline import E2LLMPipeline
 from ..core.training.data import Record, load_hotpotqa, load_squad
-from .systems import SYSTEMS, EvalContext, SystemConfig, run_system
+from .systems import SYSTEMS, BaselineCache, EvalContext, SystemConfig, check_systems, run_system
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,7 @@ class QAConfig:
             raise ValueError(f"n (questions per cell) must be >= 1, got {self.n}.")
         if any(t not in TASKS for t in self.tasks):
             raise ValueError(f"Unknown task in {self.tasks}; choose from {TASKS}.")
-        if any(s not in SYSTEMS for s in self.systems):
-            raise ValueError(f"Unknown system in {self.systems}; choose from {SYSTEMS}.")
+        check_systems(self.systems)
         if not self.positions or any(not 0.0 <= p <= 1.0 for p in self.positions):
             raise ValueError(f"positions are fractions in [0, 1], got {self.positions}.")
 
@@ -210,8 +209,16 @@ def token_counter(pipe: E2LLMPipeline) -> Counter:
     return count
 
 
-def run_qa(pipe: E2LLMPipeline, data_dir: str | Path | None, cfg: QAConfig) -> list[dict[str, Any]]:
-    """Every system on every sample at every length; one record per answer."""
+def run_qa(
+    pipe: E2LLMPipeline,
+    data_dir: str | Path | None,
+    cfg: QAConfig,
+    cache: BaselineCache | None = None,
+) -> list[dict[str, Any]]:
+    """Every system on every sample at every length; one record per answer.
+
+    ``cache`` reuses the base-decoder baselines' answers (see :class:`BaselineCache`).
+    """
     samples, count = load_samples(data_dir, cfg), token_counter(pipe)
     cells: list[dict[str, Any]] = []
     for task, items in samples.items():
@@ -220,7 +227,7 @@ def run_qa(pipe: E2LLMPipeline, data_dir: str | Path | None, cfg: QAConfig) -> l
                 text, where = assemble(sample, length, count)
                 ctx = EvalContext.from_text(pipe, text)
                 for name in cfg.systems:
-                    ans = run_system(name, pipe, ctx, sample.question, cfg.system)
+                    ans = run_system(name, pipe, ctx, sample.question, cfg.system, cache)
                     f1, em = best_score(ans.text, sample.answers)
                     cells.append({
                         "system": name, "task": task, "length": length, "qid": sample.qid,

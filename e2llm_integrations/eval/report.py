@@ -20,6 +20,7 @@ On a prepared data folder (`e2llm data prepare`), with the checkpoint to evaluat
 
 ```
 e2llm eval niah                  # results/niah.json + results/niah_<system>.png
+e2llm eval niah --variant paraphrase   # results/niah_paraphrase.json (+ heatmaps)
 e2llm eval qa                    # results/qa.json
 e2llm bench                      # results/bench.json + results/bench.png
 python benchmarks/bench_8k.py    # results/bench_8k.json
@@ -27,14 +28,19 @@ e2llm sweep --config configs/sweep.yaml   # results/sweep.json (trains 9 small r
 e2llm eval report                # rewrites this file from results/
 ```
 
-Systems: `e2llm` (soft tokens for every chunk), `full` (plain SmolLM2, LoRA off, whole
-text in the prompt, cut in the middle beyond its 8k window as LongBench does), `rag`
-(FAISS top-8 MiniLM chunks as text into plain SmolLM2), `hybrid` (E2LLM soft tokens plus
-the top-8 chunks as raw excerpts). See `benchmarks/README.md` for how speed and memory
-are measured.
+Systems: `e2llm` (the default mode: soft tokens for every chunk plus the few chunks most
+similar to the question as raw text), `e2llm@K` (K chunks expanded; `e2llm@0` is soft
+tokens only), `full` (plain SmolLM2, LoRA off, whole text in the prompt, cut in the middle
+beyond its 8k window as LongBench does), `rag@k` (FAISS top-k MiniLM chunks as text into
+plain SmolLM2); older files may show `rag` (k=8) and `hybrid` (soft tokens + top-8
+excerpts). The `full` and `rag` answers are reused from `data/cache/baseline_answers.jsonl`
+when the same question over the same text was answered before (`--baseline-cache none`
+reruns them). See `benchmarks/README.md` for how speed and memory are measured.
 """
 
 NIAH_FILE = "niah.json"
+NIAH_PARAPHRASE_FILE = "niah_paraphrase.json"
+QUALITY_COST_PNG = "quality_vs_cost.png"
 QA_FILE = "qa.json"
 BENCH_FILE = "bench.json"
 BENCH_8K_FILE = "bench_8k.json"
@@ -81,6 +87,57 @@ def qa_table(result: dict[str, Any]) -> str:
         rows.append([system, *cells])
     n_per = {c["n"] for v in summary.values() for by_n in v.values() for c in by_n.values()}
     return _table(header, rows) + f"\n\nQuestions per cell: {', '.join(map(str, sorted(n_per)))}."
+
+
+def cost_points(result: dict[str, Any], score: str) -> list[tuple[str, float, float]]:
+    """``(system, mean input positions, mean score)`` over all cells of a result file."""
+    acc: dict[str, list[tuple[float, float]]] = {}
+    for c in result["cells"]:
+        acc.setdefault(c["system"], []).append((c["input_positions"], c[score]))
+    return [
+        (name, sum(p for p, _ in v) / len(v), sum(x for _, x in v) / len(v))
+        for name, v in acc.items()
+    ]
+
+
+def quality_cost(root: Path, plot: bool = True) -> str:
+    """Quality against cost (decoder positions) per system, over QA and both NIAH variants."""
+    sources = (("QA F1", QA_FILE, "f1"), ("needles found", NIAH_FILE, "score"),
+               ("paraphrased needles found", NIAH_PARAPHRASE_FILE, "score"))  # fmt: skip
+    points = {
+        label: cost_points(read_json(root / name), key)
+        for label, name, key in sources
+        if (root / name).is_file()
+    }
+    if not points:
+        return "Not run yet (no QA or NIAH results)."
+    systems = sorted({n for rows in points.values() for n, _, _ in rows}, key=_system_order)
+    header = ["system"] + [h for label in points for h in (f"{label}", "positions")]
+    table = []
+    for name in systems:
+        row = [name]
+        for rows in points.values():
+            hit = next(((p, s) for n, p, s in rows if n == name), None)
+            row += ["-", "-"] if hit is None else [f"{hit[1]:.3f}", f"{hit[0]:,.0f}"]
+        table.append(row)
+    image = ""
+    if plot and any(n.startswith("e2llm@") for rows in points.values() for n, _, _ in rows):
+        from .plots import quality_cost_plot
+
+        quality_cost_plot(points, root / QUALITY_COST_PNG)
+        image = f"\n![quality vs cost]({QUALITY_COST_PNG})\n"
+    note = (
+        "Means over every cell of each result file (all lengths, tasks, depths); positions "
+        "are decoder input positions per answer. `e2llm@K` shows the K chunks most similar "
+        "to the question as raw text next to the soft tokens; `e2llm` is the shipped default."
+    )
+    return f"{note}\n\n{_table(header, table)}\n{image}"
+
+
+def _system_order(name: str) -> tuple[int, int, str]:
+    base, _, k = name.partition("@")
+    rank = {"e2llm": 0, "hybrid": 1, "full": 2, "rag": 3}.get(base, 4)
+    return rank, int(k) if k.isdigit() else -1, name
 
 
 def bench_table(result: dict[str, Any]) -> str:
@@ -192,8 +249,9 @@ def sweep_section(path: Path) -> str:
     ])  # fmt: skip
 
 
-def _images(result_dir: Path, prefix: str, doc_dir: Path) -> str:
+def _images(result_dir: Path, prefix: str, doc_dir: Path, exclude: str | None = None) -> str:
     pngs = sorted(result_dir.glob(f"{prefix}*.png"))
+    pngs = [p for p in pngs if exclude is None or not p.name.startswith(exclude)]
     return "".join(f"\n![{p.stem}]({Path(os.path.relpath(p, doc_dir)).as_posix()})\n" for p in pngs)
 
 
@@ -201,7 +259,7 @@ def _banner(root: Path) -> str:
     """A warning when the results are smoke runs or come from an untrained model."""
     metas = [
         read_json(root / name)["meta"]
-        for name in (NIAH_FILE, QA_FILE, BENCH_FILE, BENCH_8K_FILE)
+        for name in (NIAH_FILE, NIAH_PARAPHRASE_FILE, QA_FILE, BENCH_FILE, BENCH_8K_FILE)
         if (root / name).is_file()
     ]
     notes = []
@@ -221,13 +279,17 @@ def render_results(result_dir: str | Path, doc_path: str | Path = "docs/RESULTS.
         "# Results\n",
         "Generated by `e2llm eval report` from the JSON files in "
         f"`{root.as_posix()}/`; every number below was produced by the command shown with it. "
-        "Scores: NIAH = share of needles whose 7-digit number appears in the answer; QA = "
+        "Scores: NIAH = share of needles whose 7-digit number (paraphrase variant: whose word "
+        "or name) appears in the answer; QA = "
         "SQuAD/LongBench-normalised F1 and exact match on the held-out **test** split.\n",
         _banner(root),
         REPRODUCE,
         _section("Needle in a haystack", root / NIAH_FILE, niah_table,
-                 _images(root, "niah_", doc_dir)),
+                 _images(root, "niah_", doc_dir, exclude="niah_paraphrase")),
+        _section("Needle in a haystack, paraphrased questions", root / NIAH_PARAPHRASE_FILE,
+                 niah_table, _images(root, "niah_paraphrase_", doc_dir)),
         _section("Long-context QA (test split)", root / QA_FILE, qa_table),
+        "## Quality vs cost\n\n" + quality_cost(root) + "\n",
         _section("Speed and memory", root / BENCH_FILE, bench_table,
                  _images(root, "bench", doc_dir)),
         _section("One 8k-token document: E2LLM vs SmolLM2 reading it directly",

@@ -1,11 +1,13 @@
-"""The four systems every evaluation compares, run over the same text.
+"""The systems every evaluation compares, run over the same text.
 
-* ``e2llm``: soft tokens for every chunk (the product).
+* ``e2llm``: the product as shipped: soft tokens for every chunk plus the
+  :data:`~e2llm_integrations.core.expansion.DEFAULT_EXPAND_TOP_K` most relevant chunks as
+  raw text (selective expansion), through ``E2LLMPipeline.ask`` itself.
+* ``e2llm@K``: the same with ``expand_top_k=K``; ``e2llm@0`` is soft tokens only.
 * ``full``: the plain base decoder (LoRA off, no soft tokens) with the whole text in its
   prompt; over its window the text is cut in the middle, as LongBench does.
-* ``rag``: the top-k chunks by MiniLM cosine similarity (FAISS) as text into the plain
-  base decoder.
-* ``hybrid``: soft tokens for every chunk plus the top-k chunks as raw-text excerpts.
+* ``rag@k``: the top-k chunks by MiniLM cosine similarity (FAISS) as text into the plain
+  base decoder. ``rag`` and ``hybrid`` (= ``e2llm@k``) take k from ``SystemConfig.top_k``.
 
 Example:
     >>> ctx = EvalContext.from_text(pipe, "A long report ...")  # doctest: +SKIP
@@ -14,10 +16,13 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ..core.corpus import EncodedCorpus
@@ -27,8 +32,9 @@ from ..retrieval.faiss_index import ChunkPrefilter
 
 logger = logging.getLogger(__name__)
 
-SystemName = Literal["e2llm", "full", "rag", "hybrid"]
-SYSTEMS: tuple[str, ...] = ("e2llm", "full", "rag", "hybrid")
+SystemKind = Literal["e2llm", "full", "rag"]
+SYSTEMS: tuple[str, ...] = ("e2llm", "e2llm@0", "full", "rag@2", "rag@4", "rag@8")
+"""The default comparison: the product, soft tokens only, full context, RAG at three k."""
 
 TEXT_INSTRUCTION = (
     "You are given a long context. Answer the question using the context. "
@@ -91,14 +97,86 @@ class Answer:
     input_positions: int
     truncated: bool
     seconds: float
+    expanded: list[int] = field(default_factory=list)
+    """Chunk indices E2LLM showed as raw text (its citations)."""
+    cached: bool = False
+    """Taken from a :class:`BaselineCache` (``seconds`` is then the original run's)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "answer": self.text[:300],
             "input_positions": self.input_positions,
             "truncated": self.truncated,
             "seconds": round(self.seconds, 3),
         }
+        if self.expanded:
+            out["expanded"] = self.expanded
+        if self.cached:
+            out["cached"] = True
+        return out
+
+
+class BaselineCache:
+    """Answers of the base-decoder baselines (``full``, ``rag@k``), reused across runs.
+
+    Those systems run SmolLM2 with its LoRA off on text only, so no E2LLM checkpoint
+    changes their answers; evaluating a new checkpoint need not rerun them. An answer is
+    keyed by everything it depends on (system, base models, chunking, prompt, options,
+    question, context text) and appended to a JSON-lines file, one line per answer, so
+    several evaluation processes can share the file.
+
+    Example:
+        >>> cache = BaselineCache(Path("data/cache/baseline_answers.jsonl"))  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._answers: dict[str, dict[str, Any]] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                    self._answers[record["key"]] = record
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut short by a killed run: answered again
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    @staticmethod
+    def key(
+        name: str, pipe: E2LLMPipeline, ctx: EvalContext, question: str, cfg: SystemConfig
+    ) -> str:
+        parts = [
+            parse_system(name, cfg.top_k),
+            pipe.model.config.decoder.name_or_path,
+            pipe.fingerprint,
+            pipe.model.max_positions,
+            cfg.instruction,
+            cfg.max_new_tokens,
+            question,
+            hashlib.sha256(ctx.text.encode("utf-8", "surrogatepass")).hexdigest(),
+        ]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+    def get(self, key: str, name: str) -> Answer | None:
+        r = self._answers.get(key)
+        if r is None:
+            return None
+        return Answer(name, r["text"], r["positions"], r["truncated"], r["seconds"], cached=True)
+
+    def put(self, key: str, answer: Answer) -> None:
+        record = {
+            "key": key,
+            "text": answer.text,
+            "positions": answer.input_positions,
+            "truncated": answer.truncated,
+            "seconds": round(answer.seconds, 3),
+        }
+        self._answers[key] = record
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:  # one short O_APPEND write a line
+            fh.write(json.dumps(record) + "\n")
 
 
 def text_messages(instruction: str, context: str, question: str) -> list[dict[str, str]]:
@@ -157,24 +235,65 @@ def top_chunks(pipe: E2LLMPipeline, corpus: EncodedCorpus, question: str, top_k:
     return [c.text for c in kept.chunks]
 
 
+def parse_system(name: str, top_k: int = SystemConfig.top_k) -> tuple[SystemKind, int | None]:
+    """``(kind, k)`` of a system name: ``e2llm``, ``e2llm@K``, ``full``, ``rag@k``, ...
+
+    ``k`` is the expansion / retrieval count; ``None`` for ``full`` and for ``e2llm``
+    (the pipeline's default expansion). ``rag`` and ``hybrid`` use ``top_k``.
+    """
+    base, sep, count = name.partition("@")
+    if base == "hybrid" and not sep:
+        return "e2llm", top_k
+    if base in ("e2llm", "rag") and sep and count.isdigit():
+        if base == "rag" and int(count) < 1:
+            raise ValueError(f"rag needs k >= 1 chunks, got {name!r}.")
+        return base, int(count)  # type: ignore[return-value]
+    if base in ("e2llm", "full", "rag") and not sep:
+        return base, (top_k if base == "rag" else None)  # type: ignore[return-value]
+    raise ValueError(
+        f"Unknown system {name!r}; use e2llm, e2llm@K (K chunks expanded, 0 = soft tokens "
+        f"only), full, rag@k or hybrid; the default set is {', '.join(SYSTEMS)}."
+    )
+
+
+def check_systems(names: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the first unknown system in ``names``."""
+    for name in names:
+        parse_system(name)
+
+
 def run_system(
-    name: str, pipe: E2LLMPipeline, ctx: EvalContext, question: str, cfg: SystemConfig
+    name: str,
+    pipe: E2LLMPipeline,
+    ctx: EvalContext,
+    question: str,
+    cfg: SystemConfig,
+    cache: BaselineCache | None = None,
 ) -> Answer:
-    """Answer ``question`` over ``ctx`` with system ``name`` (one of :data:`SYSTEMS`)."""
+    """Answer ``question`` over ``ctx`` with system ``name`` (see :func:`parse_system`).
+
+    With ``cache``, base-decoder baselines (``full``, ``rag@k``) are read from it when
+    answered before, and written to it otherwise.
+    """
+    kind, k = parse_system(name, cfg.top_k)
+    if cache is not None and kind != "e2llm":
+        key = BaselineCache.key(name, pipe, ctx, question, cfg)
+        hit = cache.get(key, name)
+        if hit is None:
+            hit = run_system(name, pipe, ctx, question, cfg)
+            cache.put(key, hit)
+        return hit
     start = time.perf_counter()
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens)
-    truncated = False
-    if name == "e2llm" or name == "hybrid":
-        excerpts: Sequence[str] = ()
-        if name == "hybrid":
-            excerpts = top_chunks(pipe, ctx.corpus, question, cfg.top_k)
-        result = pipe.ask(ctx.corpus, question, gen, excerpts=excerpts)
+    truncated, sources = False, []
+    if kind == "e2llm":
+        result = pipe.ask(ctx.corpus, question, gen, expand_top_k=k)
         text, positions = result.text, result.usage.input_positions
-    elif name == "full":
+        sources = [s.chunk_index for s in result.sources]
+    elif kind == "full":
         text, positions, truncated = generate_text(pipe, ctx.text, question, cfg)
-    elif name == "rag":
-        joined = "\n\n".join(top_chunks(pipe, ctx.corpus, question, cfg.top_k))
-        text, positions, truncated = generate_text(pipe, joined, question, cfg)
     else:
-        raise ValueError(f"Unknown system {name!r}; choose from {', '.join(SYSTEMS)}.")
-    return Answer(name, text, positions, truncated, time.perf_counter() - start)
+        assert k is not None
+        joined = "\n\n".join(top_chunks(pipe, ctx.corpus, question, k))
+        text, positions, truncated = generate_text(pipe, joined, question, cfg)
+    return Answer(name, text, positions, truncated, time.perf_counter() - start, sources)

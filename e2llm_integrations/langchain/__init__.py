@@ -15,7 +15,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 from ..core.registry import clear_pipelines, get_pipeline
-from ._messages import documents_to_blocks, split_stuffed_prompt
+from ._messages import document_id, documents_to_blocks, split_stuffed_prompt
 from ._runtime import CORPUS_KEY, CORPUS_STORE, CorpusStore
 from .baseline import PlainDecoderChat
 from .chains import create_e2llm_rag_chain
@@ -33,6 +33,7 @@ __all__ = [
     "PlainDecoderChat",
     "clear_pipelines",
     "create_e2llm_rag_chain",
+    "document_id",
     "documents_to_blocks",
     "get_pipeline",
     "split_stuffed_prompt",

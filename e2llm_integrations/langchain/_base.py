@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +20,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..core.expansion import Source
 from ..core.generation import GenerationChunk, GenerationConfig, Usage
 from ..core.pipeline import E2LLMPipeline
 from ..core.registry import get_pipeline
@@ -148,8 +149,10 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
         """Validate a call; return the core token stream and its decoder input positions."""
         raise NotImplementedError
 
-    def response_metadata(self, finish_reason: str, usage: Usage) -> dict[str, Any]:
-        """``response_metadata`` of the final message."""
+    def response_metadata(
+        self, finish_reason: str, usage: Usage, sources: Sequence[Source] = ()
+    ) -> dict[str, Any]:
+        """``response_metadata`` of the final message (``sources``: the expanded chunks)."""
         return {
             "model_name": self.resolved_model_name,
             "finish_reason": finish_reason,
@@ -173,7 +176,7 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
         message = AIMessage(
             content="".join(p.text for p in pieces),
             usage_metadata=usage_metadata(last.usage.input_positions, last.usage.output_tokens),
-            response_metadata=self.response_metadata(last.finish_reason, last.usage),
+            response_metadata=self.response_metadata(last.finish_reason, last.usage, last.sources),
         )
         info = {"finish_reason": last.finish_reason}
         return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])
@@ -202,7 +205,7 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
                 content="",
                 chunk_position="last",
                 usage_metadata=usage_metadata(pending, piece.usage.output_tokens),
-                response_metadata=self.response_metadata(finish, piece.usage),
+                response_metadata=self.response_metadata(finish, piece.usage, piece.sources),
             )
             yield ChatGenerationChunk(message=last, generation_info={"finish_reason": finish})
 

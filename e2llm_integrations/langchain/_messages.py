@@ -7,7 +7,8 @@ Rules (documented on :class:`~e2llm_integrations.langchain.E2LLMChat`):
   earlier human and AI messages become the chat history, same-role neighbours merged.
 * **Documents** are ``text-plain`` content blocks in any human message, in order; a block
   whose ``extras`` carry :data:`CORPUS_KEY` points at chunks already encoded by
-  ``E2LLMDocumentCompressor``.
+  ``E2LLMDocumentCompressor``. A block's ``id`` (for a ``Document``: its ``id``, else
+  ``metadata["source"]``, see :func:`document_id`) names the document in citations.
 * **Stuffed prompts**: when the question is longer than ``auto_context_chars`` and no
   document was given as a block, it is split with :func:`split_stuffed_prompt`: the last
   paragraph is the question, everything before it is a document.
@@ -50,11 +51,14 @@ class DocumentSource:
         text: The document's text (the fallback when a handle has expired).
         title: Optional title, put on the first line before chunking.
         handle: Key into the corpus store, set by ``E2LLMDocumentCompressor``.
+        doc_id: The document's id in citations (``Source.doc_id``); ``None``: its position
+            among the call's documents.
     """
 
     text: str
     title: str | None = None
     handle: str | None = None
+    doc_id: str | None = None
 
 
 @dataclass
@@ -127,7 +131,13 @@ def _document_block(block: dict[str, Any], position: int) -> DocumentSource:
         raise ValueError(
             f"A text-plain document block in message {position} is empty; drop it or give it text."
         )
-    return DocumentSource(text=text, title=block.get("title"), handle=handle)
+    doc_id = block.get("id")
+    return DocumentSource(
+        text=text,
+        title=block.get("title"),
+        handle=handle,
+        doc_id=None if doc_id is None else str(doc_id),
+    )
 
 
 def read_human(message: BaseMessage, position: int) -> tuple[str, list[DocumentSource]]:
@@ -214,6 +224,19 @@ def parse_messages(
     return ChatRequest(question, joined, _merge_turns(turns[:start]), sources)
 
 
+def document_id(doc: Document) -> str | None:
+    """The id a document's chunks are cited under: ``doc.id``, else ``metadata["source"]``.
+
+    Example:
+        >>> document_id(Document("...", metadata={"source": "notes/q3.txt"}))
+        'notes/q3.txt'
+    """
+    if doc.id:
+        return str(doc.id)
+    source = doc.metadata.get("source")
+    return None if source is None or source == "" else str(source)
+
+
 def sources_from_documents(documents: Sequence[str | Document]) -> list[DocumentSource]:
     """Sources for the ``documents=`` call argument (texts or LangChain documents)."""
     if isinstance(documents, str | Document):
@@ -222,7 +245,9 @@ def sources_from_documents(documents: Sequence[str | Document]) -> list[Document
     for i, doc in enumerate(documents):
         if isinstance(doc, Document):
             handle = doc.metadata.get(CORPUS_KEY)
-            source = DocumentSource(doc.page_content, doc.metadata.get("title"), handle)
+            source = DocumentSource(
+                doc.page_content, doc.metadata.get("title"), handle, document_id(doc)
+            )
         elif isinstance(doc, str):
             source = DocumentSource(doc)
         else:
@@ -238,6 +263,9 @@ def sources_from_documents(documents: Sequence[str | Document]) -> list[Document
 def documents_to_blocks(documents: Sequence[Document]) -> list[dict[str, Any]]:
     """``text-plain`` content blocks for documents, keeping E2LLM handles in ``extras``.
 
+    A document's :func:`document_id` becomes the block's ``id``, so that ``E2LLMChat``
+    cites its chunks under it.
+
     Example:
         >>> blocks = documents_to_blocks([Document("Paris is in France.")])
         >>> blocks[0]["type"], blocks[0]["text"]
@@ -250,6 +278,9 @@ def documents_to_blocks(documents: Sequence[Document]) -> list[dict[str, Any]]:
             "mime_type": "text/plain",
             "text": doc.page_content,
         }
+        doc_id = document_id(doc)
+        if doc_id is not None:
+            block["id"] = doc_id
         if doc.metadata.get("title"):
             block["title"] = str(doc.metadata["title"])
         if doc.metadata.get(CORPUS_KEY):

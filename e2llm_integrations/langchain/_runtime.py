@@ -18,11 +18,15 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from typing import Any
 
 import torch
 
 from ..core.corpus import EncodedCorpus
+from ..core.expansion import Source
+from ..core.generation import GenerationChunk, GenerationConfig
 from ..core.pipeline import E2LLMPipeline
 
 logger = logging.getLogger(__name__)
@@ -140,3 +144,48 @@ def encode_texts(pipeline: E2LLMPipeline, texts: Sequence[str]) -> list[EncodedC
     for row, chunk in enumerate(chunks):
         rows.setdefault(chunk.doc_id, []).append(row)
     return [encoded.select(rows.get(str(i), [])) for i in range(len(texts))]
+
+
+def cited_as(corpus: EncodedCorpus, doc_id: str) -> EncodedCorpus:
+    """``corpus`` with every chunk's ``doc_id`` set to ``doc_id`` (tensors shared, not copied)."""
+    chunks = [c if c.doc_id == doc_id else replace(c, doc_id=doc_id) for c in corpus.chunks]
+    return EncodedCorpus(
+        chunks, corpus.features, corpus.mask, list(corpus.context_tokens), corpus.fingerprint
+    )
+
+
+def expanded_stream(
+    pipeline: E2LLMPipeline,
+    corpus: EncodedCorpus,
+    question: str,
+    generation: GenerationConfig | None,
+    expand_top_k: int | None,
+    **prompt: Any,
+) -> tuple[Iterator[GenerationChunk], list[Source], dict[str, Any]]:
+    """Pick the expanded chunks now, then stream the answer over them.
+
+    The same choice as ``pipeline.stream(corpus, question, generation, expand_top_k,
+    **prompt)``, made before the first token, so callers know the prompt (to count its
+    input positions) up front. The last chunk carries the sources and
+    ``usage.expanded_chunks``, as the pipeline's own stream does.
+
+    Returns:
+        The token stream, the expanded chunks (document order) and the prompt keywords
+        the stream runs with (``excerpts`` included).
+    """
+    corpus, sources, kwargs = pipeline.prepare(corpus, question, generation, expand_top_k, **prompt)
+    stream = _cite(pipeline.stream(corpus, question, generation, **kwargs), sources)
+    return stream, sources, kwargs
+
+
+def _cite(stream: Iterator[GenerationChunk], sources: list[Source]) -> Iterator[GenerationChunk]:
+    try:
+        for piece in stream:
+            if piece.usage is not None:
+                piece.usage.expanded_chunks = len(sources)
+                piece.sources = tuple(sources)
+            yield piece
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:  # abandoned early: release the pipeline lock on this thread
+            close()

@@ -63,7 +63,10 @@ def create_e2llm_rag_chain(
 
     Unlike a "stuff" chain, each retrieved document reaches ``chat`` as a ``text-plain``
     block and every chunk of it becomes one soft token. Documents that carry encoded
-    chunks (from :class:`E2LLMDocumentCompressor`) are not encoded again.
+    chunks (from :class:`E2LLMDocumentCompressor`) are not encoded again. ``chat``'s
+    ``expand_top_k`` applies; its ``response_metadata["sources"]`` (seen by callbacks,
+    e.g. ``on_llm_end``) cite each chunk under its document's ``id`` (else
+    ``metadata["source"]``).
 
     Args:
         retriever: Any retriever (or runnable) mapping the question to documents.

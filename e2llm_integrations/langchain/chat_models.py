@@ -8,14 +8,15 @@ from typing import Any, ClassVar
 
 import torch
 from langchain_core.messages import BaseMessage
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..core.corpus import EncodedCorpus
-from ..core.generation import GenerationChunk
+from ..core.expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k
+from ..core.generation import GenerationChunk, Usage
 from ..core.pipeline import E2LLMPipeline
 from ._base import PipelineChatModel
 from ._messages import DocumentSource, parse_messages, sources_from_documents
-from ._runtime import empty_corpus, encode_texts, stored_corpus
+from ._runtime import cited_as, empty_corpus, encode_texts, expanded_stream, stored_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,22 @@ class E2LLMChat(PipelineChatModel):
     Documents in earlier human messages stay in the context on later turns. System
     messages become the system prompt; earlier human/AI turns are chat history.
 
-    ``usage_metadata["input_tokens"]`` counts decoder input positions (prompt tokens plus
-    one soft token per chunk); ``response_metadata`` adds ``context_tokens`` (what the
-    chunks' raw text would have cost), ``soft_tokens``, ``n_chunks``,
-    ``compression_ratio``, ``finish_reason`` and ``model_name``. Weights load lazily on
-    first use and are shared by every instance with the same ``checkpoint`` and
+    **Selective expansion**: besides the soft tokens, the ``expand_top_k`` chunks most
+    similar to the question (default :data:`~e2llm_integrations.core.expansion.DEFAULT_EXPAND_TOP_K`;
+    0 for soft tokens only; per call too: ``invoke(..., expand_top_k=2)``) are shown to the
+    decoder as raw-text excerpts. ``response_metadata["sources"]`` cites them
+    (``Source.to_dict()``: ``chunk_index``, ``doc_id``, ``start``, ``end``, ``score``,
+    ``text``, in document order) and ``response_metadata["expanded_chunks"]`` counts them;
+    when streaming both are on the last chunk. ``doc_id`` is the document's
+    :func:`~e2llm_integrations.langchain.document_id` (a ``Document``'s ``id``,
+    else ``metadata["source"]``; a block's ``id``), else its position among the call's
+    documents; ``start``/``end`` are offsets into its text (after a ``title`` line, if any).
+
+    ``usage_metadata["input_tokens"]`` counts decoder input positions (prompt tokens,
+    excerpts included, plus one soft token per chunk); ``response_metadata`` adds
+    ``context_tokens`` (what the chunks' raw text would have cost), ``soft_tokens``,
+    ``n_chunks``, ``compression_ratio``, ``finish_reason`` and ``model_name``. Weights load
+    lazily on first use and are shared by every instance with the same ``checkpoint`` and
     ``device``. Tool calling and structured output are not supported.
 
     Example:
@@ -51,7 +63,10 @@ class E2LLMChat(PipelineChatModel):
         >>> chat.invoke([msg]).content  # doctest: +SKIP
     """
 
-    call_options: ClassVar[frozenset[str]] = PipelineChatModel.call_options | {"documents"}
+    call_options: ClassVar[frozenset[str]] = PipelineChatModel.call_options | {
+        "documents",
+        "expand_top_k",
+    }
 
     auto_context_chars: int | None = Field(
         default=2000,
@@ -59,15 +74,41 @@ class E2LLMChat(PipelineChatModel):
         description="A last human turn longer than this is split into context + question; "
         "None disables the split.",
     )
+    expand_top_k: int | None = Field(
+        default=None,
+        description="Chunks most similar to the question also shown as raw text (selective "
+        "expansion, cited in response_metadata['sources']); None: the default "
+        f"({DEFAULT_EXPAND_TOP_K}), 0: soft tokens only.",
+    )
+
+    @field_validator("expand_top_k", mode="before")
+    @classmethod
+    def _check_expand_top_k(cls, value: Any) -> Any:
+        return value if value is None else check_top_k(value)
 
     @property
     def _llm_type(self) -> str:
         return "e2llm-chat"
 
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {**super()._identifying_params, "expand_top_k": self.expand_top_k}
+
+    def response_metadata(
+        self, finish_reason: str, usage: Usage, sources: Sequence[Source] = ()
+    ) -> dict[str, Any]:
+        """The base metadata plus ``expanded_chunks`` and ``sources`` (list of dicts)."""
+        return {
+            **super().response_metadata(finish_reason, usage, sources),
+            "expanded_chunks": usage.expanded_chunks,
+            "sources": [s.to_dict() for s in sources],
+        }
+
     def _open(
         self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]
     ) -> tuple[Iterator[GenerationChunk], int]:
         gen = self.generation_config(stop, options)
+        top_k = options.get("expand_top_k", self.expand_top_k)
         request = parse_messages(messages, self.auto_context_chars)
         sources = request.sources
         if options.get("documents") is not None:
@@ -75,14 +116,14 @@ class E2LLMChat(PipelineChatModel):
         pipeline = self.get_pipeline()
         corpus = build_corpus(pipeline, sources)
         prompt = {"system": request.system, "history": request.history}
-        n_input = input_positions(pipeline, corpus, request.question, prompt)
-        return pipeline.stream(corpus, request.question, gen, **prompt), n_input
+        stream, _, shown = expanded_stream(pipeline, corpus, request.question, gen, top_k, **prompt)
+        return stream, input_positions(pipeline, corpus, request.question, shown)
 
 
 def input_positions(
     pipeline: E2LLMPipeline, corpus: EncodedCorpus, question: str, prompt: dict[str, Any]
 ) -> int:
-    """Decoder input positions a call will use: prompt tokens + soft tokens."""
+    """Decoder input positions a call will use: prompt tokens (excerpts too) + soft tokens."""
     model = pipeline.model
     with pipeline.lock, torch.inference_mode():
         n_soft = model.soft_tokens(corpus.features, corpus.mask).shape[0]
@@ -110,14 +151,21 @@ def _stored(pipeline: E2LLMPipeline, source: DocumentSource) -> EncodedCorpus | 
 
 
 def build_corpus(pipeline: E2LLMPipeline, sources: Sequence[DocumentSource]) -> EncodedCorpus:
-    """One corpus for ``sources`` in order: stored chunks reused, texts encoded in one pass."""
+    """One corpus for ``sources`` in order: stored chunks reused, texts encoded in one pass.
+
+    Every chunk's ``doc_id`` is its source's ``doc_id``, else the source's position.
+    """
     parts: list[EncodedCorpus | None] = [_stored(pipeline, s) for s in sources]
     missing = [i for i, part in enumerate(parts) if part is None]
     if missing:
         encoded = encode_texts(pipeline, [_titled(sources[i]) for i in missing])
         for i, corpus in zip(missing, encoded, strict=True):
             parts[i] = corpus
-    kept = [p for p in parts if p is not None and len(p)]
+    kept = [
+        cited_as(part, source.doc_id if source.doc_id is not None else str(i))
+        for i, (source, part) in enumerate(zip(sources, parts, strict=True))
+        if part is not None and len(part)
+    ]
     return EncodedCorpus.concat(kept) if kept else empty_corpus(pipeline)
 
 

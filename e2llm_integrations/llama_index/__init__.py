@@ -17,14 +17,16 @@ from ._common import split_prompt
 from .embeddings import SentenceTransformerEmbedding
 from .llms import E2LLM, PlainDecoderLLM, context_window
 from .postprocessors import E2LLMNodePostprocessor, NodeCorpusCache, node_cache
-from .synthesizers import E2LLMSynthesizer
+from .synthesizers import EXPANDED_NODES_KEY, SOURCES_KEY, E2LLMSynthesizer
 
 __all__ = [
     "E2LLM",
     "E2LLMNodePostprocessor",
     "E2LLMSynthesizer",
+    "EXPANDED_NODES_KEY",
     "NodeCorpusCache",
     "PlainDecoderLLM",
+    "SOURCES_KEY",
     "SentenceTransformerEmbedding",
     "context_window",
     "node_cache",

@@ -1,4 +1,4 @@
-"""Helpers shared by the LlamaIndex wrappers: prompt splitting and thread-backed streams.
+"""Helpers shared by the LlamaIndex wrappers: prompt splitting, streams, expansion.
 
 How a plain prompt is split into context (read as compressed chunks) and question
 (read as text) is documented on :func:`split_prompt`.
@@ -11,8 +11,13 @@ import itertools
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
+
+from ..core.corpus import EncodedCorpus
+from ..core.expansion import Source
+from ..core.generation import GenerationChunk, GenerationConfig
+from ..core.pipeline import E2LLMPipeline
 
 T = TypeVar("T")
 
@@ -142,3 +147,47 @@ async def aprime(stream: AsyncIterator[T]) -> AsyncIterator[T]:
             yield item
 
     return rest()
+
+
+# ---------------------------------------------------------------------- expansion
+def cited_as(corpus: EncodedCorpus, doc_id: str) -> EncodedCorpus:
+    """``corpus`` with every chunk's ``doc_id`` set to ``doc_id`` (tensors shared, not copied)."""
+    chunks = [c if c.doc_id == doc_id else replace(c, doc_id=doc_id) for c in corpus.chunks]
+    return EncodedCorpus(
+        chunks, corpus.features, corpus.mask, list(corpus.context_tokens), corpus.fingerprint
+    )
+
+
+def expanded_stream(
+    pipeline: E2LLMPipeline,
+    corpus: EncodedCorpus,
+    question: str,
+    generation: GenerationConfig | None,
+    expand_top_k: int | None,
+    **prompt: Any,
+) -> tuple[Iterator[GenerationChunk], list[Source]]:
+    """Pick the expanded chunks now, then stream the answer over them.
+
+    The same choice as ``pipeline.stream(corpus, question, generation, expand_top_k,
+    **prompt)``, made before the first token, so the sources are known before the answer
+    (a streaming response can carry them). The last chunk carries them too, with
+    ``usage.expanded_chunks``, as the pipeline's own stream does.
+
+    Returns:
+        The token stream and the expanded chunks (document order).
+    """
+    corpus, sources, kwargs = pipeline.prepare(corpus, question, generation, expand_top_k, **prompt)
+    return _cite(pipeline.stream(corpus, question, generation, **kwargs), sources), sources
+
+
+def _cite(stream: Iterator[GenerationChunk], sources: list[Source]) -> Iterator[GenerationChunk]:
+    try:
+        for piece in stream:
+            if piece.usage is not None:
+                piece.usage.expanded_chunks = len(sources)
+                piece.sources = tuple(sources)
+            yield piece
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:  # abandoned early: release the pipeline lock on this thread
+            close()

@@ -27,12 +27,13 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 from typing_extensions import Self
 
 from ..core.corpus import EncodedCorpus
+from ..core.expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k
 from ..core.generation import GenerationChunk, GenerationConfig, Usage, stream_tokens
 from ..core.pipeline import E2LLMPipeline
 from ..core.registry import get_pipeline
@@ -83,6 +84,7 @@ class _PipelineLLM(CustomLLM):
 
     _pipeline: E2LLMPipeline | None = PrivateAttr(default=None)
     _last_usage: Usage | None = PrivateAttr(default=None)
+    _last_sources: list[Source] = PrivateAttr(default_factory=list)
 
     def __init__(self, pipeline: E2LLMPipeline | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -107,7 +109,7 @@ class _PipelineLLM(CustomLLM):
         return GenerationConfig(**opts)
 
     def _stream_messages(
-        self, messages: Sequence[ChatMessage], cfg: GenerationConfig
+        self, messages: Sequence[ChatMessage], cfg: GenerationConfig, kwargs: dict[str, Any]
     ) -> Iterator[GenerationChunk]:
         raise NotImplementedError
 
@@ -115,18 +117,25 @@ class _PipelineLLM(CustomLLM):
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
     ) -> Iterator[GenerationChunk]:
         """Begin generation now (input errors raise here, not at the first ``next``)."""
-        return prime(self._track(self._stream_messages(messages, self._generation(kwargs))))
+        cfg = self._generation(kwargs)
+        return prime(self._track(self._stream_messages(messages, cfg, kwargs)))
 
     def _track(self, chunks: Iterator[GenerationChunk]) -> Iterator[GenerationChunk]:
         for chunk in chunks:
             if chunk.usage is not None:
                 self._last_usage = chunk.usage
+                self._last_sources = list(chunk.sources)
             yield chunk
 
     @property
     def last_usage(self) -> Usage | None:
         """Usage of the most recently finished call (query engines do not return it)."""
         return self._last_usage
+
+    @property
+    def last_sources(self) -> list[Source]:
+        """The chunks the most recently finished call showed as raw text (its citations)."""
+        return list(self._last_sources)
 
     # ------------------------------------------------------------------ sync API
     @llm_completion_callback()
@@ -185,6 +194,14 @@ class E2LLM(_PipelineLLM):
     context. The context is chunked and encoded; system messages and earlier turns pass
     through as text. For one chunk per node, use :class:`E2LLMSynthesizer` instead.
 
+    **Selective expansion**: the ``expand_top_k`` context chunks most similar to the
+    question (default :data:`~e2llm_integrations.core.expansion.DEFAULT_EXPAND_TOP_K`, 0
+    for soft tokens only; per call too: ``complete(prompt, expand_top_k=2)``) are also shown
+    as raw text, after the ``top_k`` / ``score_threshold`` prefilter. The response's
+    ``additional_kwargs["sources"]`` cites them (``Source.to_dict()`` records, document
+    order; on the last response when streaming), ``additional_kwargs["usage"]`` counts
+    them as ``expanded_chunks``, and :attr:`last_sources` keeps them for query engines.
+
     Example:
         >>> llm = E2LLM(max_new_tokens=64)  # loads nothing yet
         >>> llm.complete("<long report>\\n\\nWho wrote the report?").text  # doctest: +SKIP
@@ -199,6 +216,17 @@ class E2LLM(_PipelineLLM):
     score_threshold: float | None = Field(
         default=None, ge=-1.0, le=1.0, description="Keep only context chunks at least this similar."
     )
+    expand_top_k: int | None = Field(
+        default=None,
+        description="Context chunks most similar to the question also shown as raw text "
+        "(selective expansion, cited in additional_kwargs['sources']); None: the default "
+        f"({DEFAULT_EXPAND_TOP_K}), 0: soft tokens only.",
+    )
+
+    @field_validator("expand_top_k", mode="before")
+    @classmethod
+    def _check_expand_top_k(cls, value: Any) -> Any:
+        return value if value is None else check_top_k(value)
 
     @classmethod
     def class_name(cls) -> str:
@@ -215,7 +243,7 @@ class E2LLM(_PipelineLLM):
         )
 
     def _stream_messages(
-        self, messages: Sequence[ChatMessage], cfg: GenerationConfig
+        self, messages: Sequence[ChatMessage], cfg: GenerationConfig, kwargs: dict[str, Any]
     ) -> Iterator[GenerationChunk]:
         system, history, last = _chat_parts(messages)
         split = split_prompt(last)
@@ -223,7 +251,10 @@ class E2LLM(_PipelineLLM):
         pipe = self.pipeline
         corpus = pipe.encode([split.context]) if split.context.strip() else empty_corpus(pipe)
         corpus = self.prefilter(corpus, split.question)
-        return pipe.stream(corpus, split.question, cfg, system=system, history=history)
+        top_k = kwargs.get("expand_top_k", self.expand_top_k)
+        return pipe.stream(
+            corpus, split.question, cfg, expand_top_k=top_k, system=system, history=history
+        )
 
     def prefilter(self, corpus: EncodedCorpus, question: str) -> EncodedCorpus:
         """``corpus`` reduced by the ``top_k`` / ``score_threshold`` prefilter, if one is set."""
@@ -270,7 +301,7 @@ class PlainDecoderLLM(_PipelineLLM):
         )
 
     def _stream_messages(
-        self, messages: Sequence[ChatMessage], cfg: GenerationConfig
+        self, messages: Sequence[ChatMessage], cfg: GenerationConfig, kwargs: dict[str, Any]
     ) -> Iterator[GenerationChunk]:
         model = self.pipeline.model
         turns = [{"role": _role(m), "content": m.content or ""} for m in messages]
@@ -323,7 +354,8 @@ def _chat_parts(messages: Sequence[ChatMessage]) -> tuple[str | None, list[dict[
 
 def _additional(last: GenerationChunk) -> dict[str, Any]:
     usage = last.usage.to_dict() if last.usage is not None else {}
-    return {"finish_reason": last.finish_reason, "usage": usage}
+    sources = [s.to_dict() for s in last.sources]
+    return {"finish_reason": last.finish_reason, "usage": usage, "sources": sources}
 
 
 def _collect(chunks: Iterator[GenerationChunk]) -> CompletionResponse:

@@ -38,17 +38,28 @@ def niah_result(setup: dict[str, str]) -> dict:  # type: ignore[type-arg]
 
 def test_niah_writes_cells_summary_and_heatmaps(setup, niah_result, capsys) -> None:  # type: ignore[no-untyped-def]
     cells = niah_result["cells"]
-    # quick: 1 needle; full stops at 200 tokens; e2llm, rag, hybrid run at both lengths
-    assert len(cells) == 2 * 2 * 3 + 2 * 1
-    assert {c["system"] for c in cells} == {"e2llm", "full", "rag", "hybrid"}
+    # quick: 1 needle; full stops at 200 tokens; the five others run at both lengths
+    assert len(cells) == 2 * 2 * 5 + 2 * 1
+    assert {c["system"] for c in cells} == {"e2llm", "e2llm@0", "full", "rag@2", "rag@4", "rag@8"}
     assert all(c["score"] in (0.0, 1.0) for c in cells)
     meta = niah_result["meta"]
     assert meta["trained"] is False and "untrained" in meta["model"]
     assert meta["command"].startswith("e2llm eval niah --model-config")
     assert "--quick" in meta["command"] and meta["machine"]["cpu_count"]
-    for system in ("e2llm", "full", "rag", "hybrid"):
+    for system in ("e2llm", "e2llm_k0", "full", "rag_k2", "rag_k4", "rag_k8"):
         png = Path(setup["out"]) / f"niah_{system}.png"
         assert png.read_bytes()[:4] == b"\x89PNG"
+    assert all("expanded" in c for c in cells if c["system"] == "e2llm")
+    assert not any("expanded" in c for c in cells if c["system"] == "e2llm@0")
+
+
+def test_niah_paraphrase_variant_writes_its_own_file(setup) -> None:  # type: ignore[no-untyped-def]
+    assert _run(setup, "eval", "niah", "--quick", "--lengths", "200", "--depths", "50",
+                "--variant", "paraphrase", "--systems", "e2llm,rag@2",
+                "--max-new-tokens", "2") == 0  # fmt: skip
+    result = json.loads((Path(setup["out"]) / "niah_paraphrase.json").read_text())
+    assert result["meta"]["config"]["variant"] == "paraphrase"
+    assert len(result["cells"]) == 2 and (Path(setup["out"]) / "niah_paraphrase_rag_k2.png").is_file()
 
 
 def test_qa_writes_f1_em_per_cell_and_prints_table(setup, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -109,7 +109,7 @@ def test_config_validates_and_limits_full() -> None:
         NiahConfig(depths=(50.0,))
 
 
-def _oracle(name, pipe, ctx, question, cfg) -> Answer:  # type: ignore[no-untyped-def]
+def _oracle(name, pipe, ctx, question, cfg, cache=None) -> Answer:  # type: ignore[no-untyped-def]
     """Answers with every 7-digit number its context holds (the full system sees none)."""
     seen = "" if name == "full" else " ".join(re.findall(r"\d{7}", ctx.text))
     return Answer(name, seen, 1, False, 0.0)
@@ -127,3 +127,32 @@ def test_grid_scores_every_cell(tiny_pipeline, monkeypatch: pytest.MonkeyPatch) 
     assert summary["overall"] == {"e2llm": 1.0, "full": 0.0}
     assert set(summary["grid"]["full"]) == {"300"}
     assert summary["grid"]["e2llm"]["500"] == {"0.0": 1.0, "1.0": 1.0}
+
+
+def test_paraphrase_needles_share_few_words_and_score_whole_words() -> None:
+    needles = make_needles(16, seed=0, variant="paraphrase")
+    assert len({n.answer for n in needles}) == 16 and needles == make_needles(16, 0, "paraphrase")
+    stop = {"the", "a", "of", "in", "was", "is", "to", "and", "what", "which", "who", "her", "his", "on", "at", "did", "does", "by"}
+    for n in needles:
+        words = lambda t: {w.strip(".,?'s").lower() for w in t.split()} - stop  # noqa: E731
+        assert n.answer.lower() in n.sentence.lower() and n.answer.lower() not in n.question.lower()
+        assert len(words(n.sentence) & words(n.question)) <= 1, n.question
+    socrates = next(n for n in niah.PARAPHRASES if n.answer == "Socrates")
+    assert socrates.found("It is called SOCRATES.") == 1.0
+    assert socrates.found("Socratest") == 0.0 and socrates.found("a tortoise") == 0.0
+    with pytest.raises(ValueError, match="variant"):
+        make_needles(2, variant="riddle")
+    with pytest.raises(ValueError, match="needles"):
+        make_needles(17, variant="paraphrase")
+
+
+def test_paraphrase_grid_plants_and_scores_the_fact(tiny_pipeline, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    def echo(name, pipe, ctx, question, cfg, cache=None) -> Answer:  # type: ignore[no-untyped-def]
+        return Answer(name, "" if name == "full" else ctx.text, 1, False, 0.0)
+
+    monkeypatch.setattr(niah, "run_system", echo)
+    cfg = NiahConfig(lengths=(300,), depths=(0.5,), needles=3, variant="paraphrase",
+                     systems=("e2llm", "full"))  # fmt: skip
+    cells = run_niah(tiny_pipeline, essay(150), cfg)
+    assert {c["score"] for c in cells if c["system"] == "e2llm"} == {1.0}
+    assert {c["score"] for c in cells if c["system"] == "full"} == {0.0}

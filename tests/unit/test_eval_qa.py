@@ -97,7 +97,7 @@ def test_hotpot_sample_has_gold_and_no_same_title_distractor(data_dir: Path) -> 
         assert s.position == 0.5
 
 
-def _echo_gold(name, pipe, ctx, question, cfg) -> Answer:  # type: ignore[no-untyped-def]
+def _echo_gold(name, pipe, ctx, question, cfg, cache=None) -> Answer:  # type: ignore[no-untyped-def]
     """Answers "City<q>2" when that string is in its context, else nothing."""
     wanted = "City" + question.split()[3].replace("-", "")
     return Answer(name, wanted if wanted in ctx.text and name != "rag" else "no", 1, False, 0.0)

@@ -68,15 +68,41 @@ def test_top_chunks_are_k_chunks_in_document_order(tiny_pipeline, long_ctx: Eval
 def test_systems_read_what_they_should(tiny_pipeline, long_ctx: EvalContext) -> None:  # type: ignore[no-untyped-def]
     cfg = SystemConfig(top_k=4, max_new_tokens=2)
     q = "What do founders learn?"
-    pos = {s: run_system(s, tiny_pipeline, long_ctx, q, cfg).input_positions
-           for s in ("e2llm", "hybrid", "rag")}  # fmt: skip
+    answers = {s: run_system(s, tiny_pipeline, long_ctx, q, cfg)
+               for s in ("e2llm@0", "hybrid", "e2llm@4", "rag", "rag@2")}  # fmt: skip
+    pos = {s: a.input_positions for s, a in answers.items()}
     excerpt_tokens = sum(
         len(tiny_pipeline.model.tokenizer(t)["input_ids"])
         for t in top_chunks(tiny_pipeline, long_ctx.corpus, q, 4)
     )
-    # e2llm: one soft token per chunk; hybrid adds the excerpts' raw text.
-    assert pos["e2llm"] < len(long_ctx.corpus) + 100
-    assert pos["hybrid"] >= pos["e2llm"] + excerpt_tokens
-    assert pos["rag"] >= excerpt_tokens
+    # e2llm@0: one soft token per chunk; hybrid (= e2llm@top_k) adds the excerpts' raw text.
+    assert pos["e2llm@0"] < len(long_ctx.corpus) + 100
+    assert pos["hybrid"] >= pos["e2llm@0"] + excerpt_tokens
+    assert pos["hybrid"] == pos["e2llm@4"]
+    assert answers["e2llm@4"].expanded == answers["hybrid"].expanded and len(answers["hybrid"].expanded) == 4
+    assert answers["e2llm@0"].expanded == []
+    assert pos["rag"] >= excerpt_tokens > pos["rag@2"] - 60
     with pytest.raises(ValueError, match="Unknown system"):
         run_system("oracle", tiny_pipeline, long_ctx, q, cfg)
+    with pytest.raises(ValueError, match="Unknown system"):
+        run_system("rag@x", tiny_pipeline, long_ctx, q, cfg)
+
+
+def test_baseline_cache_reuses_answers_across_runs(tiny_pipeline, long_ctx: EvalContext, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from e2llm_integrations.eval.systems import BaselineCache
+
+    cfg = SystemConfig(top_k=4, max_new_tokens=3)
+    q = "What do founders learn?"
+    cache = BaselineCache(tmp_path / "answers.jsonl")
+    first = run_system("rag@2", tiny_pipeline, long_ctx, q, cfg, cache)
+    assert not first.cached and len(cache) == 1
+    run_system("e2llm@0", tiny_pipeline, long_ctx, q, cfg, cache)
+    assert len(cache) == 1  # E2LLM answers depend on the checkpoint: never cached
+    reread = BaselineCache(tmp_path / "answers.jsonl")  # a later run, e.g. a new checkpoint
+    again = run_system("rag@2", tiny_pipeline, long_ctx, q, cfg, reread)
+    assert again.cached and (again.text, again.input_positions) == (first.text, first.input_positions)
+    other = run_system("rag@2", tiny_pipeline, long_ctx, "Another question?", cfg, reread)
+    assert not other.cached and len(reread) == 2
+    with open(tmp_path / "answers.jsonl", "a") as fh:
+        fh.write('{"key": "cut sho')  # a run killed mid-line
+    assert len(BaselineCache(tmp_path / "answers.jsonl")) == 2

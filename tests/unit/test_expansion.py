@@ -13,7 +13,7 @@ from e2llm_integrations.core.encoder import sentence_embeddings
 from e2llm_integrations.core.expansion import check_top_k, chunk_scores, expand
 from e2llm_integrations.retrieval.faiss_index import ChunkPrefilter
 
-WORDS = "river stone apple violet thunder copper meadow lantern harbor cedar falcon glacier".split()
+WORDS = ["river", "stone", "apple", "violet", "thunder", "copper", "meadow", "lantern", "harbor", "cedar", "falcon", "glacier"]
 
 
 def _documents(n_docs: int = 3, sentences: int = 12, seed: int = 0) -> list[str]:

@@ -14,6 +14,7 @@ from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 
 from e2llm_integrations.core import E2LLMPipeline, registry
+from e2llm_integrations.core.expansion import DEFAULT_EXPAND_TOP_K
 from e2llm_integrations.langchain import CORPUS_KEY, CORPUS_STORE, E2LLMChat
 
 TEXT = (
@@ -62,6 +63,8 @@ def test_document_blocks_are_chunked_and_encoded(
 def test_usage_counts_prompt_plus_soft_tokens(
     chat: E2LLMChat, tiny_pipeline: E2LLMPipeline
 ) -> None:
+    # Soft tokens only: the default also shows excerpts (counted in test_langchain_expand).
+    chat = chat.model_copy(update={"expand_top_k": 0})
     bare = chat.invoke("When was the bridge opened?")
     with_docs = chat.invoke([ask_message(TEXT)])
     n_chunks = with_docs.response_metadata["n_chunks"]
@@ -91,7 +94,10 @@ def test_documents_kwarg_and_system_history_reach_pipeline(
     assert prompt == {
         "system": "Answer in one word.",
         "history": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        # the expanded chunks, picked before streaming (see test_langchain_expand)
+        "excerpts": [s["text"] for s in result.response_metadata["sources"]],
     }
+    assert len(prompt["excerpts"]) == min(len(corpus), DEFAULT_EXPAND_TOP_K)
     assert {c.doc_id for c in corpus.chunks} == {"0", "1"}
     assert result.response_metadata["n_chunks"] == len(corpus)
 

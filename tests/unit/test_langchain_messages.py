@@ -14,7 +14,12 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from e2llm_integrations.langchain import CORPUS_KEY, documents_to_blocks, split_stuffed_prompt
+from e2llm_integrations.langchain import (
+    CORPUS_KEY,
+    document_id,
+    documents_to_blocks,
+    split_stuffed_prompt,
+)
 from e2llm_integrations.langchain._messages import parse_messages, sources_from_documents
 
 
@@ -177,3 +182,17 @@ def test_documents_to_blocks_round_trip() -> None:
         ("alpha", "A", "h1"),
         ("beta", None, None),
     ]
+
+
+def test_documents_are_named_by_id_then_source() -> None:
+    docs = [
+        Document("alpha", id="a-1", metadata={"source": "a.txt"}),
+        Document("beta", metadata={"source": "notes/b.txt"}),
+        Document("gamma"),
+    ]
+    assert [document_id(d) for d in docs] == ["a-1", "notes/b.txt", None]
+    assert [s.doc_id for s in sources_from_documents(docs)] == ["a-1", "notes/b.txt", None]
+    blocks = documents_to_blocks(docs)
+    assert [b.get("id") for b in blocks] == ["a-1", "notes/b.txt", None]
+    msg = HumanMessage(content=[*blocks, {"type": "text", "text": "q"}])
+    assert [s.doc_id for s in parse_messages([msg]).sources] == ["a-1", "notes/b.txt", None]
