@@ -30,18 +30,64 @@ class CLIError(Exception):
     """A user error reported as one line on stderr with exit status 2."""
 
 
-def _collect_documents(paths: Sequence[str]) -> list[Path | str]:
+def _read_stdin() -> str:
+    """stdin as UTF-8 text; other bytes are refused with a hint instead of being escaped."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # replaced by a text stream (tests, embedding)
+        return str(sys.stdin.read())
+    data = buffer.read()
+    try:
+        return str(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise CLIError(
+            f"stdin is not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start}); "
+            "convert it first, e.g. `iconv -f latin1 -t utf-8 FILE | e2llm ask --docs - ...`."
+        ) from err
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` cannot be read as UTF-8 text, or ``None`` if it can."""
+    try:
+        path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        return f"not UTF-8 text ({err.reason} at byte {err.start})"
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
+
+
+def _folder_files(path: Path, skip_unreadable: bool) -> list[Path]:
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise CLIError(f"Folder {path} holds no files.")
+    if not skip_unreadable:
+        return files
+    kept = []
+    for file in files:
+        reason = _unreadable(file)
+        if reason is None:
+            kept.append(file)
+        else:
+            print(f"e2llm: skipped unreadable file {file}: {reason}", file=sys.stderr)
+    if not kept:
+        raise CLIError(f"Folder {path} holds no readable files ({len(files)} skipped).")
+    if len(kept) < len(files):
+        print(
+            f"e2llm: skipped {len(files) - len(kept)} of {len(files)} files in {path}",
+            file=sys.stderr,
+        )
+    return kept
+
+
+def _collect_documents(paths: Sequence[str], skip_unreadable: bool = False) -> list[Path | str]:
     docs: list[Path | str] = []
     for raw in paths:
         if raw == "-":
-            docs.append(sys.stdin.read())
+            docs.append(_read_stdin())
             continue
         path = Path(raw)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-            if not files:
-                raise CLIError(f"Folder {path} holds no files.")
-            docs.extend(files)
+            docs.extend(_folder_files(path, skip_unreadable))
         elif path.is_file():
             docs.append(path)
         else:
@@ -61,31 +107,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise CLIError(
             "--json prints one JSON object once the answer is complete; drop --stream or --json."
         )
-    docs = _collect_documents(args.docs)
+    docs = _collect_documents(args.docs, args.skip_unreadable)
+    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    trust: dict[str, Any] = {"trust_remote_code": True} if args.trust_remote_code else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the pipeline logs the same warnings
-        pipe = E2LLMPipeline.from_pretrained(checkpoint=args.checkpoint, device=args.device)
-    try:
-        corpus = pipe.encode(docs)
-    except ValueError as err:
-        raise CLIError(str(err)) from err
-    gen = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
-    usage: Usage | None = None
-    sources: tuple[Source, ...] = ()
-    if args.stream:
-        for piece in pipe.stream(corpus, args.question, gen, expand_top_k=args.expand):
-            sys.stdout.write(piece.text)
-            sys.stdout.flush()
-            if piece.usage is not None:
-                usage, sources = piece.usage, piece.sources
-        sys.stdout.write("\n")
-    else:
-        result = pipe.ask(corpus, args.question, gen, expand_top_k=args.expand)
-        usage, sources = result.usage, tuple(result.sources)
-        if args.json:
-            print(json.dumps(_answer_json(result)))
-        else:
-            print(result.text)
+        pipe = E2LLMPipeline.from_pretrained(
+            checkpoint=args.checkpoint, device=args.device, **trust
+        )
+        usage, sources = _answer(pipe, docs, args, gen)
     if usage is not None:
         logger.info("usage: %s", json.dumps(usage.to_dict()))
     for i, source in enumerate(sources, 1):
@@ -101,6 +131,27 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if not pipe.trained:
         logger.warning("The answer above came from an UNTRAINED adapter and is noise.")
     return 0
+
+
+def _answer(
+    pipe: Any, docs: list[Path | str], args: argparse.Namespace, gen: Any
+) -> tuple[Usage | None, tuple[Source, ...]]:
+    """Answer over ``docs`` (estimated, then encoded, by the pipeline); print the answer."""
+    usage: Usage | None = None
+    sources: tuple[Source, ...] = ()
+    options = {"expand_top_k": args.expand, "on_overflow": args.on_overflow}
+    if args.stream:
+        for piece in pipe.stream(docs, args.question, gen, **options):
+            sys.stdout.write(piece.text)
+            sys.stdout.flush()
+            if piece.usage is not None:
+                usage, sources = piece.usage, piece.sources
+        sys.stdout.write("\n")
+    else:
+        result = pipe.ask(docs, args.question, gen, **options)
+        usage, sources = result.usage, tuple(result.sources)
+        print(json.dumps(_answer_json(result)) if args.json else result.text)
+    return usage, sources
 
 
 def _answer_json(result: GenerationResult) -> dict[str, Any]:
@@ -169,6 +220,25 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--json",
         action="store_true",
         help="print one JSON object: answer, usage, sources, finish_reason",
+    )
+    p.add_argument(
+        "--on-overflow",
+        choices=("select", "error"),
+        default="select",
+        help="documents too large for the decoder's window: answer from the chunks most "
+        "relevant to the question (select, the default; logged, usage.dropped_chunks) or "
+        "refuse before encoding (error)",
+    )
+    p.add_argument(
+        "--skip-unreadable",
+        action="store_true",
+        help="skip files in folders that cannot be read as UTF-8 text (each is reported)",
+    )
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="allow a checkpoint's decoder to run its own Python code (off by default; or "
+        "set E2LLM_TRUST_REMOTE_CODE=1)",
     )
     p.set_defaults(func=cmd_ask)
 

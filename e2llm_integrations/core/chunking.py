@@ -9,9 +9,11 @@ so a million-token input never materialises as one token list.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .config import ChunkingConfig
@@ -22,6 +24,101 @@ SEGMENT_CHARS = 20_000
 """Characters tokenized at once; segments end at a paragraph, line or sentence break."""
 
 _SENTENCE_END = re.compile(r"[.!?;:][\"')\]]*$")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(text: str, what: str) -> None:
+    """Refuse text holding lone surrogates (not valid Unicode; tokenizers reject it).
+
+    Args:
+        text: The text to check.
+        what: How to name it in the message, e.g. ``"Document 'notes.txt'"``.
+    """
+    found = _SURROGATE.search(text)
+    if found is not None:
+        raise ValueError(
+            f"{what} holds a lone surrogate (U+{ord(found.group()):04X} at character "
+            f"{found.start()}), which is not valid Unicode: it comes from bytes that were not "
+            "decoded as text, e.g. non-UTF-8 input read with errors='surrogateescape'. Decode "
+            "the original bytes with their real encoding (for such a string: "
+            "text.encode('utf-8', 'surrogateescape').decode('cp1252'), say), or drop the bad "
+            "characters with text.encode('utf-8', 'replace').decode('utf-8')."
+        )
+
+
+Document = str | os.PathLike[str]
+"""A document: its text, or the path of a UTF-8 text file."""
+SKIP_HINT = "or leave it out (`e2llm ask --skip-unreadable` skips unreadable files in folders)"
+
+
+def _read_file(path: Path) -> str:
+    if not path.is_file():
+        raise ValueError(f"Document path {path} does not exist or is not a file.")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{path} is not UTF-8 text ({err}); convert it to UTF-8 text first (e.g. "
+            f"`iconv -f latin1 -t utf-8`), {SKIP_HINT}."
+        ) from err
+    except OSError as err:
+        raise ValueError(
+            f"Cannot read {path} ({err.strerror or err}); fix its permissions, {SKIP_HINT}."
+        ) from err
+
+
+def read_documents(documents: Iterable[Document]) -> tuple[list[str], list[str]]:
+    """Texts and ids for ``documents``: strings are text, ``os.PathLike`` are files."""
+    if documents is None:
+        raise TypeError("documents is None; pass a list of texts (str) or paths, e.g. [text].")
+    if isinstance(documents, bytes | bytearray | memoryview):
+        raise TypeError(
+            "documents is bytes; decode it to text first (data.decode('utf-8')) and pass a "
+            "list: [text]."
+        )
+    if isinstance(documents, str | os.PathLike):
+        raise TypeError(
+            "documents must be a list of texts or paths, not a single one; wrap it in []."
+        )
+    try:
+        items = iter(documents)
+    except TypeError as err:
+        raise TypeError(
+            f"documents must be a list of texts or paths, got a {type(documents).__name__}."
+        ) from err
+    texts, ids = [], []
+    for i, doc in enumerate(items):
+        if isinstance(doc, os.PathLike):
+            texts.append(_read_file(Path(doc)))
+            ids.append(str(doc))
+        elif isinstance(doc, str):
+            texts.append(doc)
+            ids.append(str(i))
+        elif isinstance(doc, bytes | bytearray):
+            raise TypeError(
+                f"Document {i} is bytes; decode it to text first (doc.decode('utf-8'), with "
+                "the encoding it was written in)."
+            )
+        else:
+            raise TypeError(
+                f"Document {i} is a {type(doc).__name__}; pass str text or a pathlib.Path."
+            )
+    return texts, ids
+
+
+def check_prompt_text(question: Any, prompt: dict[str, Any] | None = None) -> None:
+    """Refuse a question (or system message, history turn) that is not usable text."""
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a str, got {type(question).__name__}.")
+    if not question.strip():
+        raise ValueError("The question is empty; ask something about the documents.")
+    check_text(question, "The question")
+    prompt = prompt or {}
+    if isinstance(prompt.get("system"), str):
+        check_text(prompt["system"], "The system message")
+    for i, turn in enumerate(prompt.get("history") or ()):
+        if isinstance(turn, dict) and isinstance(turn.get("content"), str):
+            check_text(turn["content"], f"History turn {i}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +195,7 @@ class Chunker:
                     "(read files first, or give paths to E2LLMPipeline)."
                 )
             doc_id = doc_ids[i] if doc_ids is not None else str(i)
+            check_text(text, f"Document {doc_id!r}")
             if not text.strip():
                 logger.warning("Document %r is empty or whitespace only; skipped.", doc_id)
                 continue

@@ -8,8 +8,10 @@ silently falls back to a default.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -18,6 +20,9 @@ FORMAT_VERSION = 1
 
 Pooling = Literal["mean", "cls"]
 AdapterKind = Literal["mlp", "pma"]
+
+TRUST_REMOTE_CODE_ENV = "E2LLM_TRUST_REMOTE_CODE"
+"""Environment variable that allows base models' own Python code (``1``) when no argument says."""
 
 DEFAULT_ENCODER = "all-minilm-l6-v2"
 DEFAULT_DECODER = "smollm2-135m-instruct"
@@ -157,7 +162,10 @@ class DecoderConfig:
         name_or_path: Bundled short name, hub id or local folder of an HF causal LM.
         lora: LoRA on the decoder; ``None`` keeps the decoder frozen.
         dtype: ``float32``, ``bfloat16`` or ``float16`` (``auto``: bf16 on CUDA, fp32 on CPU).
-        trust_remote_code: Passed to ``from_pretrained``; off unless asked.
+        trust_remote_code: The decoder folder's own Python code (``auto_map``) is wanted.
+            Only a request: loading refuses it unless the caller allows remote code
+            (``trust_remote_code=True`` or ``E2LLM_TRUST_REMOTE_CODE=1``, see
+            :func:`allow_remote_code`).
     """
 
     name_or_path: str = DEFAULT_DECODER
@@ -233,3 +241,53 @@ class E2LLMConfig:
                 f"E2LLM config is not valid JSON ({err}); the file is corrupt."
             ) from err
         return cls.from_dict(data)
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def allow_remote_code(value: bool | None = None) -> bool:
+    """The caller's decision on running base models' own Python code (``trust_remote_code``).
+
+    An explicit ``value`` wins; ``None`` reads ``$E2LLM_TRUST_REMOTE_CODE`` (``1``/``0``);
+    unset means no. A checkpoint or config can only request remote code, never allow it.
+    """
+    if value is not None:
+        if not isinstance(value, bool):
+            raise TypeError(f"trust_remote_code must be True, False or None, got {value!r}.")
+        return value
+    raw = os.environ.get(TRUST_REMOTE_CODE_ENV, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ValueError(
+        f"{TRUST_REMOTE_CODE_ENV}={raw!r} is not understood; set it to 1 (allow) or 0 (refuse)."
+    )
+
+
+def remote_code_refusal(where: str, name: str) -> str:
+    """The message for a checkpoint or config that asks for remote code the caller did not allow."""
+    return (
+        f"{where} asks to run the Python code shipped with its decoder {name!r} "
+        "(trust_remote_code=true). That code is refused unless you allow it: inspect it, then "
+        "pass trust_remote_code=True (E2LLMPipeline.from_pretrained / load_checkpoint, or "
+        f"`e2llm ask --trust-remote-code`) or set {TRUST_REMOTE_CODE_ENV}=1."
+    )
+
+
+def with_remote_code(config: E2LLMConfig, allowed: bool, where: str) -> E2LLMConfig:
+    """``config`` to load with, its ``trust_remote_code`` set to the caller's decision.
+
+    Raises:
+        ValueError: ``config`` asks for remote code that the caller did not allow.
+    """
+    requested = config.decoder.trust_remote_code
+    if requested and not allowed:
+        raise ValueError(remote_code_refusal(where, config.decoder.name_or_path))
+    if requested == allowed:
+        return config
+    loading = copy.deepcopy(config)
+    loading.decoder.trust_remote_code = allowed
+    return loading

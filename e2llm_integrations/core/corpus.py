@@ -1,23 +1,39 @@
-"""``EncodedCorpus``: chunks with their encoder features, reusable across questions."""
+"""``EncodedCorpus``: chunks with their encoder features, reusable across questions.
+
+A saved corpus is a folder of ``features.safetensors`` and ``corpus.json``; the JSON
+records the sha256 of the tensors file and of its own content, and the fingerprint of
+the encoder/chunk settings is required. Loading refuses anything corrupt, incomplete or
+malformed with a ``ValueError`` that says to re-encode.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .checkpoint import atomic_save_tensors, atomic_write_bytes
+from .checkpoint import atomic_save_tensors, atomic_write_bytes, sha256
 from .chunking import Chunk
 
-CORPUS_FORMAT_VERSION = 1
+if TYPE_CHECKING:
+    from .model import E2LLMModel
+
+OnOverflow = Literal["select", "error"]
+"""What to do with documents that need more positions than the decoder's window."""
+
+CORPUS_FORMAT_VERSION = 2
+"""2: checksums of the tensors and of the metadata, required fingerprint."""
 CORPUS_META = "corpus.json"
 CORPUS_TENSORS = "features.safetensors"
+_META_KEYS = {"format_version", "fingerprint", "chunks", "context_tokens", "files", "meta_sha256"}
+_CHUNK_KEYS = {"text", "doc_id", "start", "end", "index", "n_tokens"}
 
 
 @dataclass
@@ -31,6 +47,8 @@ class EncodedCorpus:
         context_tokens: Decoder tokens each chunk's raw text takes.
         fingerprint: Encoder + chunking settings the features were made with; a corpus is
             only usable by a model with the same fingerprint.
+        dropped_chunks: Chunks of the source documents left out because they did not fit
+            the decoder's window (0 for a complete corpus).
 
     Example:
         >>> corpus = pipeline.encode(["a long report ..."])  # doctest: +SKIP
@@ -42,6 +60,7 @@ class EncodedCorpus:
     mask: torch.Tensor
     context_tokens: list[int]
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    dropped_chunks: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.chunks)
@@ -88,43 +107,201 @@ class EncodedCorpus:
             torch.cat(masks),
             [t for p in parts for t in p.context_tokens],
             dict(parts[0].fingerprint),
+            sum(p.dropped_chunks for p in parts),
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write the corpus to folder ``path`` (safetensors + JSON, atomically)."""
+        """Write the corpus to folder ``path`` (safetensors + JSON with checksums, atomically)."""
+        if not self.fingerprint:
+            raise ValueError(
+                "This EncodedCorpus has no fingerprint, so no model could check it was made "
+                "with its settings; encode the documents with E2LLMPipeline.encode() first."
+            )
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         atomic_save_tensors({"features": self.features, "mask": self.mask}, out / CORPUS_TENSORS)
-        meta = {
+        meta: dict[str, Any] = {
             "format_version": CORPUS_FORMAT_VERSION,
             "fingerprint": self.fingerprint,
             "chunks": [c.to_dict() for c in self.chunks],
             "context_tokens": self.context_tokens,
+            "files": {CORPUS_TENSORS: sha256(out / CORPUS_TENSORS)},
         }
+        meta = json.loads(json.dumps(meta))
+        meta["meta_sha256"] = _meta_digest(meta)
         atomic_write_bytes(out / CORPUS_META, json.dumps(meta).encode())
         return out
 
     @classmethod
     def load(cls, path: str | Path) -> EncodedCorpus:
+        """Read a corpus written by :meth:`save`; anything corrupt or incomplete is refused."""
         root = Path(path)
+        meta = _read_meta(root)
+        tensors = _read_tensors(root, meta["files"][CORPUS_TENSORS])
         try:
-            meta = json.loads((root / CORPUS_META).read_text())
-            tensors = load_file(str(root / CORPUS_TENSORS))
-        except FileNotFoundError as err:
-            raise ValueError(
-                f"{root} is not a saved EncodedCorpus ({err.filename} missing)."
-            ) from err
-        except (json.JSONDecodeError, SafetensorError, UnicodeDecodeError) as err:
-            raise ValueError(f"Encoded corpus at {root} is corrupt ({err}); re-encode it.") from err
-        if meta.get("format_version") != CORPUS_FORMAT_VERSION:
-            raise ValueError(
-                f"Encoded corpus at {root} has format {meta.get('format_version')!r}; "
-                f"expected {CORPUS_FORMAT_VERSION}. Re-encode the documents."
+            corpus = cls(
+                [Chunk(**c) for c in meta["chunks"]],
+                tensors["features"],
+                tensors["mask"],
+                list(meta["context_tokens"]),
+                meta["fingerprint"],
             )
-        return cls(
-            [Chunk(**c) for c in meta["chunks"]],
-            tensors["features"],
-            tensors["mask"],
-            list(meta["context_tokens"]),
-            meta["fingerprint"],
+        except ValueError as err:
+            raise ValueError(
+                f"Encoded corpus at {root} is inconsistent ({err}); re-encode it."
+            ) from err
+        if not torch.isfinite(corpus.features).all():
+            raise ValueError(f"Encoded corpus at {root} holds NaN/inf features; re-encode it.")
+        return corpus
+
+
+def _meta_digest(meta: dict[str, Any]) -> str:
+    body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _refuse(root: Path, why: str) -> ValueError:
+    return ValueError(
+        f"Encoded corpus at {root} {why}; it cannot be used. Re-encode the documents "
+        "(E2LLMPipeline.encode(...).save(path))."
+    )
+
+
+def _read_meta(root: Path) -> dict[str, Any]:
+    """``corpus.json``, checked: format, own checksum, every key, and their shapes."""
+    try:
+        meta = json.loads((root / CORPUS_META).read_text())
+    except FileNotFoundError as err:
+        raise ValueError(f"{root} is not a saved EncodedCorpus ({err.filename} missing).") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise _refuse(root, f"is corrupt ({err})") from err
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if version != CORPUS_FORMAT_VERSION:
+        raise _refuse(
+            root, f"has format {version!r}, not {CORPUS_FORMAT_VERSION} (older ones lack checksums)"
         )
+    if set(meta) != _META_KEYS:
+        missing, extra = sorted(_META_KEYS - set(meta)), sorted(set(meta) - _META_KEYS)
+        raise _refuse(root, f"has a malformed {CORPUS_META} (missing {missing}, unknown {extra})")
+    if meta["meta_sha256"] != _meta_digest(meta):
+        raise _refuse(
+            root, f"does not match the sha256 recorded in {CORPUS_META} (corrupt or edited)"
+        )
+    fingerprint, chunks, counts = meta["fingerprint"], meta["chunks"], meta["context_tokens"]
+    if not isinstance(fingerprint, dict) or not fingerprint:
+        raise _refuse(root, "has no fingerprint of the settings it was encoded with")
+    if not isinstance(chunks, list) or not all(
+        isinstance(c, dict) and set(c) == _CHUNK_KEYS for c in chunks
+    ):
+        raise _refuse(root, f"has malformed chunk records (each needs {sorted(_CHUNK_KEYS)})")
+    if not isinstance(counts, list) or not all(isinstance(t, int) for t in counts):
+        raise _refuse(root, "has malformed context_tokens (a list of ints)")
+    if not isinstance(meta["files"], dict) or CORPUS_TENSORS not in meta["files"]:
+        raise _refuse(root, f"records no checksum for {CORPUS_TENSORS}")
+    return meta
+
+
+def _read_tensors(root: Path, digest: str) -> dict[str, torch.Tensor]:
+    file = root / CORPUS_TENSORS
+    if not file.is_file():
+        raise _refuse(root, f"is incomplete: {CORPUS_TENSORS} is missing")
+    if sha256(file) != digest:
+        raise _refuse(root, f"is corrupt: {CORPUS_TENSORS} does not match its recorded sha256")
+    try:
+        tensors = load_file(str(file))
+    except (SafetensorError, OSError) as err:
+        raise _refuse(root, f"is corrupt ({err})") from err
+    if set(tensors) != {"features", "mask"}:
+        raise _refuse(root, f"holds tensors {sorted(tensors)}, not features and mask")
+    if tensors["features"].dim() != 3 or tensors["mask"].dim() != 2:
+        raise _refuse(root, "holds tensors of the wrong rank")
+    return tensors
+
+
+def top_chunks(corpus: EncodedCorpus, scores: torch.Tensor, capacity: int) -> EncodedCorpus:
+    """The ``capacity`` highest-scoring chunks of ``corpus``, in document order.
+
+    Ties go to the earlier chunk; ``dropped_chunks`` counts what was left out.
+    """
+    top = TopChunks(capacity)
+    top.add(corpus, scores)
+    return top.result()
+
+
+class TopChunks:
+    """A running top set: at most ``capacity`` chunks (with features) of everything added.
+
+    Memory holds ``capacity`` chunks plus the part being added, however many are added.
+
+    Example:
+        >>> top = TopChunks(100)  # doctest: +SKIP
+        >>> for part in parts: top.add(part, scores_of(part))  # doctest: +SKIP
+        >>> corpus = top.result()  # doctest: +SKIP
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"TopChunks needs a capacity >= 1, got {capacity}.")
+        self.capacity = capacity
+        self.kept: EncodedCorpus | None = None
+        self.scores = torch.zeros(0)
+
+    def add(self, part: EncodedCorpus, scores: torch.Tensor) -> None:
+        """Offer ``part``'s chunks (document order, after those added before) with their scores."""
+        joined = part if self.kept is None else EncodedCorpus.concat([self.kept, part])
+        all_scores = torch.cat([self.scores, scores.float().cpu()])
+        if len(joined) > self.capacity:
+            keep = torch.sort(all_scores, descending=True, stable=True).indices[: self.capacity]
+            keep = keep.sort().values
+            dropped = joined.dropped_chunks + len(joined) - self.capacity
+            joined, all_scores = joined.select(keep.tolist()), all_scores[keep]
+            joined.dropped_chunks = dropped
+        self.kept, self.scores = joined, all_scores
+
+    def result(self) -> EncodedCorpus:
+        if self.kept is None:
+            raise ValueError("No chunks were added.")
+        return self.kept
+
+
+def check_on_overflow(value: Any) -> OnOverflow:
+    """Validate ``on_overflow``: ``"select"`` (answer from what fits) or ``"error"``."""
+    if value == "select" or value == "error":
+        return value  # type: ignore[no-any-return]
+    raise ValueError(
+        f"on_overflow must be 'select' (answer from the chunks most relevant to the question "
+        f"that fit the decoder's window) or 'error' (refuse such input), got {value!r}."
+    )
+
+
+def overflow_capacity(model: E2LLMModel, n_chunks: int, room: int, mode: OnOverflow) -> int:
+    """Chunks that fit ``room`` soft-token positions; refuses in ``error`` mode or if none fit."""
+    per = model.config.encoder.tokens_per_chunk
+    capacity, window = max(room, 0) // per, model.max_positions
+    if mode == "error":
+        raise ValueError(
+            f"The documents make {n_chunks} chunks ({n_chunks * per} soft tokens), but only "
+            f"{max(room, 0)} positions of the decoder's window of {window} are left next to "
+            f"the prompt and max_new_tokens (room for {capacity} chunks). Pass "
+            "on_overflow='select' (e2llm ask: --on-overflow select) to answer from the chunks "
+            "most relevant to the question, or give fewer or shorter documents."
+        )
+    if capacity < 1:
+        raise ValueError(
+            "The prompt and max_new_tokens leave no room for any chunk in the decoder's window "
+            f"of {window} positions; shorten the question, system message or history, or lower "
+            "max_new_tokens."
+        )
+    return capacity
+
+
+def dropped_message(corpus: EncodedCorpus, window: int) -> str:
+    """The warning for a corpus cut down to the chunks most relevant to the question."""
+    total = len(corpus) + corpus.dropped_chunks
+    return (
+        f"The documents make {total} chunks, more than the decoder's window of {window} "
+        f"positions holds; answering from the {len(corpus)} chunks most relevant to the "
+        f"question ({corpus.dropped_chunks} left out, see usage.dropped_chunks). Pass "
+        "on_overflow='error' to refuse such input instead."
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -32,14 +34,56 @@ class GenerationConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        self.max_new_tokens = _whole("max_new_tokens", self.max_new_tokens, "64")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+        self.temperature = _finite("temperature", self.temperature)
         if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}.")
+            raise ValueError(f"temperature must be >= 0 (0: greedy), got {self.temperature}.")
+        self.top_p = _finite("top_p", self.top_p)
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
-        if isinstance(self.stop, str):
-            self.stop = (self.stop,)
+        self.stop = _stops(self.stop)
+        if self.seed is not None:
+            self.seed = _whole("seed", self.seed, "0")
+
+
+def _whole(name: str, value: Any, example: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(
+            f"{name} must be a whole number (int), got {type(value).__name__} {value!r}; pass "
+            f"e.g. {name}={example}."
+        )
+    return int(value)
+
+
+def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    return float(value)
+
+
+def _stops(stop: Any) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    stops = (stop,) if isinstance(stop, str) else stop
+    try:
+        stops = tuple(stops)
+    except TypeError as err:
+        raise TypeError(
+            f"stop must be a string or a list of strings, got {type(stop).__name__}."
+        ) from err
+    for s in stops:
+        if not isinstance(s, str):
+            raise TypeError(f"stop strings must be str, got {type(s).__name__} {s!r}.")
+        if not s:
+            raise ValueError(
+                "stop strings must not be empty: an empty stop string matches at once and "
+                "every answer would come back empty. Remove it (stop=[] for no stop strings)."
+            )
+    return stops
 
 
 @dataclass
@@ -53,6 +97,8 @@ class Usage:
         n_chunks: Chunks represented.
         output_tokens: Generated tokens.
         expanded_chunks: Chunks also shown as raw text (selective expansion).
+        dropped_chunks: Chunks left out because the document set did not fit the
+            decoder's window (the most relevant ones were kept; 0 when all fit).
     """
 
     input_positions: int = 0
@@ -61,6 +107,7 @@ class Usage:
     n_chunks: int = 0
     output_tokens: int = 0
     expanded_chunks: int = 0
+    dropped_chunks: int = 0
 
     @property
     def compression_ratio(self) -> float:
@@ -75,6 +122,7 @@ class Usage:
             "n_chunks": self.n_chunks,
             "output_tokens": self.output_tokens,
             "expanded_chunks": self.expanded_chunks,
+            "dropped_chunks": self.dropped_chunks,
             "compression_ratio": round(self.compression_ratio, 3),
         }
 
@@ -122,18 +170,23 @@ def stream_tokens(
     inputs_embeds: torch.Tensor,
     cfg: GenerationConfig,
     usage: Usage,
+    past: Any = None,
 ) -> Iterator[GenerationChunk]:
     """Decode from (1, P, d) embeddings, yielding text deltas, then a final chunk.
 
     Stop strings are cut before they are emitted; text that might begin a stop string
-    is held back until it can be decided.
+    is held back until it can be decided. With ``past`` (a KV cache over earlier
+    positions, see :mod:`.prefix_cache`), ``inputs_embeds`` continue after it.
     """
     gen = None
     if cfg.seed is not None:
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     eos = {t for t in _eos_ids(decoder, tokenizer)}
     cache_kw = cache_argument(decoder)
-    out = decoder(inputs_embeds=inputs_embeds, use_cache=True, **last_logits_only(decoder))
+    prefill = last_logits_only(decoder)
+    if past is not None:
+        prefill[cache_kw] = past
+    out = decoder(inputs_embeds=inputs_embeds, use_cache=True, **prefill)
     ids: list[int] = []
     emitted, finish = 0, "length"
     for _ in range(cfg.max_new_tokens):

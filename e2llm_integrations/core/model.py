@@ -17,6 +17,7 @@ from .config import E2LLMConfig
 from .encoder import ChunkEncoder, add_lora
 from .generation import GenerationChunk, GenerationConfig, Usage, stream_tokens
 from .models import resolve
+from .prefix_cache import PrefixCache, prefix_key
 from .prompt import PromptParts, build_prompt, render_chat
 
 if TYPE_CHECKING:
@@ -246,6 +247,7 @@ class E2LLMModel(nn.Module):
         history: Sequence[dict[str, str]] = (),
         excerpts: Sequence[str] = (),
         context_tokens: int = 0,
+        prefix_cache: PrefixCache | None = None,
     ) -> Iterator[GenerationChunk]:
         """Stream an answer over encoded chunks; the last chunk carries usage.
 
@@ -258,6 +260,8 @@ class E2LLMModel(nn.Module):
             history: Earlier chat turns.
             excerpts: Raw-text chunks shown after the soft tokens (hybrid mode).
             context_tokens: Raw decoder tokens the chunks stand for (for usage).
+            prefix_cache: Keeps the decoder's KV cache over ``[prefix] <soft tokens>``, so
+                a later question over the same chunks prefills only the suffix.
         """
         cfg = generation or GenerationConfig()
         prompt = self.prompt(question, system, history, excerpts=excerpts)
@@ -271,7 +275,13 @@ class E2LLMModel(nn.Module):
             soft_tokens=soft.shape[0],
             n_chunks=features.shape[0],
         )
-        yield from stream_tokens(self.decoder, self.tokenizer, embeds, cfg, usage)
+        past = None
+        if prefix_cache is not None and prefix_cache.max_bytes > 0:
+            split = len(prompt.prefix_ids) + soft.shape[0]  # the suffix always holds the question
+            key = prefix_key(prompt.prefix_ids, soft)
+            past, _ = prefix_cache.get(self.decoder, embeds[:, :split], key)
+            embeds = embeds[:, split:]
+        yield from stream_tokens(self.decoder, self.tokenizer, embeds, cfg, usage, past)
 
     def generate(self, *args: Any, **kwargs: Any) -> GenerationResult:
         """Like :meth:`stream`, collected into one :class:`GenerationResult`."""

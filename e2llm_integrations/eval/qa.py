@@ -46,17 +46,22 @@ class QAConfig:
         positions: Gold positions (fractions of the context), cycled over questions.
         seed: Seed of the question sample.
         system: Options of the systems.
+        split: ``test`` (the reported numbers) or ``val`` (for choosing settings, such as
+            the default number of expanded chunks, without looking at test).
     """
 
     lengths: tuple[int, ...] = (2000, 4000, 8000)
     tasks: tuple[str, ...] = TASKS
-    n: int = 10
+    n: int = 30
     systems: tuple[str, ...] = SYSTEMS
     positions: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     seed: int = 0
     system: SystemConfig = SystemConfig(max_new_tokens=32)
+    split: str = "test"
 
     def __post_init__(self) -> None:
+        if self.split not in ("val", "test"):
+            raise ValueError(f"split must be val or test, got {self.split!r}.")
         if self.n < 1:
             raise ValueError(f"n (questions per cell) must be >= 1, got {self.n}.")
         if any(t not in TASKS for t in self.tasks):
@@ -188,12 +193,12 @@ def hotpot_samples(questions: list[Record], n: int, cfg: QAConfig) -> list[QASam
 
 
 def load_samples(data_dir: str | Path | None, cfg: QAConfig) -> dict[str, list[QASample]]:
-    """The test-split samples of every task in ``cfg``."""
+    """The samples of every task in ``cfg``, from ``cfg.split``."""
     out = {}
     if "single_doc" in cfg.tasks:
-        out["single_doc"] = squad_samples(load_squad(data_dir, "test"), cfg.n, cfg)
+        out["single_doc"] = squad_samples(load_squad(data_dir, cfg.split), cfg.n, cfg)  # type: ignore[arg-type]
     if "multi_doc" in cfg.tasks:
-        out["multi_doc"] = hotpot_samples(load_hotpotqa(data_dir, "test"), cfg.n, cfg)
+        out["multi_doc"] = hotpot_samples(load_hotpotqa(data_dir, cfg.split), cfg.n, cfg)  # type: ignore[arg-type]
     return out
 
 

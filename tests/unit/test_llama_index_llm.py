@@ -196,14 +196,18 @@ def test_question_over_the_window_is_a_clear_error(llm: E2LLM) -> None:
         list(llm.stream_complete("why " * 600))
 
 
-def test_context_over_the_window_is_a_clear_error(tiny_pipeline: E2LLMPipeline) -> None:
-    # 420 new tokens leave ~30 of the 512 positions for chunks; this context makes ~75.
+def test_context_over_the_window_is_answered_from_what_fits(tiny_pipeline: E2LLMPipeline) -> None:
+    # 420 new tokens leave ~18 of the 512 positions for chunks; this context makes ~75.
+    # Since issue 13 the chunks most relevant to the question that fit are kept, with a warning.
     llm = E2LLM(pipeline=tiny_pipeline, max_new_tokens=420)
     huge = "The sky is blue over the sea. " * 300
-    with pytest.raises(ValueError, match="top_k"):
-        llm.complete(f"{huge}\n\n{QUESTION}")
-    with pytest.raises(ValueError, match="top_k"):  # raised at call time, not on iteration
-        llm.stream_complete(f"{huge}\n\n{QUESTION}")
+    n_chunks = len(tiny_pipeline.chunk([huge]))
+    for call in (llm.complete, lambda p: list(llm.stream_complete(p))):
+        with pytest.warns(UserWarning, match="most relevant to the question"):
+            call(f"{huge}\n\n{QUESTION}")
+        usage = llm.last_usage
+        assert usage is not None and 0 < usage.n_chunks < n_chunks
+        assert usage.n_chunks + usage.dropped_chunks == n_chunks
 
 
 # ---------------------------------------------------------------------- async

@@ -163,9 +163,13 @@ def test_question_and_nodes_over_the_window(tiny_pipeline: E2LLMPipeline) -> Non
         synth.get_response("why " * 600, [PASSAGES["tides"]])
     # 420 new tokens leave ~30 of the 512 positions for chunks; 60 nodes make 60 chunks.
     many = [f"Fact number {i}: the sky over harbour {i} was blue." for i in range(60)]
+    # Too many chunks for the window: answered from the most relevant ones that fit (issue 13).
     streaming = E2LLMSynthesizer(E2LLM(pipeline=tiny_pipeline, max_new_tokens=420), streaming=True)
-    with pytest.raises(ValueError, match="top_k"):  # raised before a generator is returned
-        streaming.get_response(QUESTION, many)
+    with pytest.warns(UserWarning, match="most relevant to the question"):
+        text = "".join(streaming.get_response(QUESTION, many))  # type: ignore[arg-type]
+    assert isinstance(text, str) and streaming.last_usage is not None
+    kept = streaming.last_usage.n_chunks
+    assert 0 < kept < 60 and streaming.last_usage.dropped_chunks == 60 - kept
     capped = E2LLMSynthesizer(E2LLM(pipeline=tiny_pipeline, max_new_tokens=4, top_k=16))
     assert isinstance(capped.get_response(QUESTION, many), str)
     assert capped.last_usage is not None and capped.last_usage.n_chunks == 16
