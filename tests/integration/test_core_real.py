@@ -32,7 +32,7 @@ def pipe() -> E2LLMPipeline:
 
 def test_converted_decoder_is_reused(pipe: E2LLMPipeline) -> None:
     path = Path(models_mod.resolve("smollm2-135m-instruct"))
-    assert (path / "model.safetensors").is_file() and (path / "e2llm_converted.txt").is_file()
+    assert (path / "model.safetensors").is_file() and (path / models_mod.CONVERTED_RECORD).is_file()
     mtime = (path / "model.safetensors").stat().st_mtime
     assert models_mod.resolve("smollm2-135m-instruct") == str(path)
     assert (path / "model.safetensors").stat().st_mtime == mtime  # not converted again
