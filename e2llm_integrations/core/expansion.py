@@ -23,7 +23,7 @@ import torch
 from .corpus import EncodedCorpus
 from .encoder import sentence_embeddings
 
-DEFAULT_EXPAND_TOP_K = 4
+DEFAULT_EXPAND_TOP_K = 1
 """Chunks shown as raw text by default (chosen on the K sweep, see docs/RESULTS.md)."""
 
 

@@ -74,11 +74,11 @@ def test_an_edited_config_is_refused(saved: Path, edit: Any) -> None:
         E2LLMModel.from_pretrained(saved, device="cpu")
 
 
-def test_the_shipped_format_1_checkpoint_still_reads() -> None:
+def test_the_shipped_checkpoint_reads_and_is_never_rewritten() -> None:
     """Only the manifest and file checksums are read here: no base model is loaded."""
     before = (DEFAULT_CHECKPOINT / CONFIG_NAME).read_bytes()
     manifest = read_manifest(DEFAULT_CHECKPOINT)
-    assert manifest["format_version"] == 1 and DIGEST_KEY not in manifest
+    assert manifest["format_version"] == 2 and len(manifest[DIGEST_KEY]) == 64
     assert set(manifest["files"]) == {ADAPTER_NAME, DECODER_LORA_NAME}
     assert (DEFAULT_CHECKPOINT / CONFIG_NAME).read_bytes() == before  # never rewritten
 
