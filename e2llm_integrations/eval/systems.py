@@ -132,13 +132,24 @@ class BaselineCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._answers: dict[str, dict[str, Any]] = {}
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    record = json.loads(line)
-                    self._answers[record["key"]] = record
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line cut short by a killed run: answered again
+        self._read = 0  # bytes of the file already read
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Read the lines appended since the last read (by this or another process)."""
+        if not self.path.is_file():
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(self._read)
+            data = fh.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        self._read += len(complete)
+        for line in complete.decode("utf-8").splitlines():
+            try:
+                record = json.loads(line)
+                self._answers[record["key"]] = record
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut short by a killed run: answered again
 
     def __len__(self) -> int:
         return len(self._answers)
@@ -160,6 +171,8 @@ class BaselineCache:
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
     def get(self, key: str, name: str) -> Answer | None:
+        if key not in self._answers:
+            self._refresh()  # another evaluation may have answered it meanwhile
         r = self._answers.get(key)
         if r is None:
             return None

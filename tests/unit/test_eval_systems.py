@@ -106,3 +106,9 @@ def test_baseline_cache_reuses_answers_across_runs(tiny_pipeline, long_ctx: Eval
     with open(tmp_path / "answers.jsonl", "a") as fh:
         fh.write('{"key": "cut sho')  # a run killed mid-line
     assert len(BaselineCache(tmp_path / "answers.jsonl")) == 2
+    # A process that loaded the file earlier sees answers another process appended later.
+    (tmp_path / "shared.jsonl").write_text("")
+    early, late = BaselineCache(tmp_path / "shared.jsonl"), BaselineCache(tmp_path / "shared.jsonl")
+    answered = run_system("rag@2", tiny_pipeline, long_ctx, q, cfg, late)
+    seen = run_system("rag@2", tiny_pipeline, long_ctx, q, cfg, early)
+    assert seen.cached and seen.text == answered.text and len(early) == 1
