@@ -100,7 +100,7 @@ def cost_points(result: dict[str, Any], score: str) -> list[tuple[str, float, fl
     ]
 
 
-def quality_cost(root: Path, plot: bool = True) -> str:
+def quality_cost(root: Path, plot: bool = True, doc_dir: Path | None = None) -> str:
     """Quality against cost (decoder positions) per system, over QA and both NIAH variants."""
     sources = (("QA F1", QA_FILE, "f1"), ("needles found", NIAH_FILE, "score"),
                ("paraphrased needles found", NIAH_PARAPHRASE_FILE, "score"))  # fmt: skip
@@ -125,7 +125,8 @@ def quality_cost(root: Path, plot: bool = True) -> str:
         from .plots import quality_cost_plot
 
         quality_cost_plot(points, root / QUALITY_COST_PNG)
-        image = f"\n![quality vs cost]({QUALITY_COST_PNG})\n"
+        link = Path(os.path.relpath(root / QUALITY_COST_PNG, doc_dir or root)).as_posix()
+        image = f"\n![quality vs cost]({link})\n"
     note = (
         "Means over every cell of each result file (all lengths, tasks, depths); positions "
         "are decoder input positions per answer. `e2llm@K` shows the K chunks most similar "
@@ -289,7 +290,7 @@ def render_results(result_dir: str | Path, doc_path: str | Path = "docs/RESULTS.
         _section("Needle in a haystack, paraphrased questions", root / NIAH_PARAPHRASE_FILE,
                  niah_table, _images(root, "niah_paraphrase_", doc_dir)),
         _section("Long-context QA (test split)", root / QA_FILE, qa_table),
-        "## Quality vs cost\n\n" + quality_cost(root) + "\n",
+        "## Quality vs cost\n\n" + quality_cost(root, doc_dir=doc_dir) + "\n",
         _section("Speed and memory", root / BENCH_FILE, bench_table,
                  _images(root, "bench", doc_dir)),
         _section("One 8k-token document: E2LLM vs SmolLM2 reading it directly",
