@@ -364,6 +364,21 @@ class E2LLMPipeline:
         corpus, sources, kwargs = self.prepare(
             context, question, generation, expand_top_k, on_overflow, **prompt
         )
+        yield from self.stream_prepared(corpus, sources, question, generation, kwargs)
+
+    def stream_prepared(
+        self,
+        corpus: EncodedCorpus,
+        sources: list[Source],
+        question: str,
+        generation: GenerationConfig | None,
+        kwargs: dict[str, Any],
+    ) -> Iterator[GenerationChunk]:
+        """Stream over what :meth:`prepare` returned; the last chunk carries the sources.
+
+        For callers that need the expanded chunks (or the prompt) before the first token,
+        e.g. to report input tokens or citations up front.
+        """
         with self.lock:
             for piece in self.model.stream(
                 corpus.features,

@@ -174,18 +174,5 @@ def expanded_stream(
         the stream runs with (``excerpts`` included).
     """
     corpus, sources, kwargs = pipeline.prepare(corpus, question, generation, expand_top_k, **prompt)
-    stream = _cite(pipeline.stream(corpus, question, generation, **kwargs), sources)
+    stream = pipeline.stream_prepared(corpus, sources, question, generation, kwargs)
     return stream, sources, kwargs
-
-
-def _cite(stream: Iterator[GenerationChunk], sources: list[Source]) -> Iterator[GenerationChunk]:
-    try:
-        for piece in stream:
-            if piece.usage is not None:
-                piece.usage.expanded_chunks = len(sources)
-                piece.sources = tuple(sources)
-            yield piece
-    finally:
-        close = getattr(stream, "close", None)
-        if close is not None:  # abandoned early: release the pipeline lock on this thread
-            close()

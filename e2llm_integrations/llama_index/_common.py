@@ -177,17 +177,4 @@ def expanded_stream(
         The token stream and the expanded chunks (document order).
     """
     corpus, sources, kwargs = pipeline.prepare(corpus, question, generation, expand_top_k, **prompt)
-    return _cite(pipeline.stream(corpus, question, generation, **kwargs), sources), sources
-
-
-def _cite(stream: Iterator[GenerationChunk], sources: list[Source]) -> Iterator[GenerationChunk]:
-    try:
-        for piece in stream:
-            if piece.usage is not None:
-                piece.usage.expanded_chunks = len(sources)
-                piece.sources = tuple(sources)
-            yield piece
-    finally:
-        close = getattr(stream, "close", None)
-        if close is not None:  # abandoned early: release the pipeline lock on this thread
-            close()
+    return pipeline.stream_prepared(corpus, sources, question, generation, kwargs), sources

@@ -83,9 +83,9 @@ def test_rag_chain_answers_from_retrieved_documents(
     tiny_pipeline: E2LLMPipeline, retriever: object, chat: E2LLMChat
 ) -> None:
     chain = create_e2llm_rag_chain(retriever, chat)  # type: ignore[arg-type]
-    with mock.patch.object(tiny_pipeline, "stream", wraps=tiny_pipeline.stream) as ask:
+    with mock.patch.object(tiny_pipeline, "stream_prepared", wraps=tiny_pipeline.stream_prepared) as ask:
         answer = chain.invoke("When was the bridge built?")
-    corpus, question = ask.call_args.args[:2]
+    corpus, _sources, question = ask.call_args.args[:3]
     assert isinstance(answer, str)
     assert question == "When was the bridge built?"
     assert len({c.doc_id for c in corpus.chunks}) == 4  # one per retrieved document
@@ -142,9 +142,9 @@ def test_classic_stuff_chain_is_chunked(tiny_pipeline: E2LLMPipeline) -> None:
     )
     chain = create_stuff_documents_chain(chat, prompt)
     docs = [Document(t) for t in TEXTS]
-    with mock.patch.object(tiny_pipeline, "stream", wraps=tiny_pipeline.stream) as ask:
+    with mock.patch.object(tiny_pipeline, "stream_prepared", wraps=tiny_pipeline.stream_prepared) as ask:
         chain.invoke({"context": docs, "question": "When was the school built?"})
-    corpus, question = ask.call_args.args[:2]
+    corpus, _sources, question = ask.call_args.args[:3]
     assert question == "Question: When was the school built?\nAnswer:"
     assert len(corpus) == len(
         tiny_pipeline.chunk(["Answer from the context.\n\n" + "\n\n".join(TEXTS)])

@@ -87,9 +87,9 @@ def test_documents_kwarg_and_system_history_reach_pipeline(
         AIMessage("hello"),
         HumanMessage("Who?"),
     ]
-    with mock.patch.object(tiny_pipeline, "stream", wraps=tiny_pipeline.stream) as ask:
+    with mock.patch.object(tiny_pipeline, "stream_prepared", wraps=tiny_pipeline.stream_prepared) as ask:
         result = chat.invoke(messages, documents=[TEXT, Document("A second document.")])
-    (corpus, question, _gen), prompt = ask.call_args.args, ask.call_args.kwargs
+    corpus, _sources, question, _gen, prompt = ask.call_args.args
     assert question == "Who?"
     assert prompt == {
         "system": "Answer in one word.",
@@ -105,9 +105,9 @@ def test_documents_kwarg_and_system_history_reach_pipeline(
 def test_stuffed_prompt_is_split_into_context_and_question(tiny_pipeline: E2LLMPipeline) -> None:
     chat = E2LLMChat(pipeline=tiny_pipeline, max_tokens=2, auto_context_chars=200)
     prompt = f"Use the context to answer.\n\n{TEXT}\n\nQuestion: Who designed it?\nAnswer:"
-    with mock.patch.object(tiny_pipeline, "stream", wraps=tiny_pipeline.stream) as ask:
+    with mock.patch.object(tiny_pipeline, "stream_prepared", wraps=tiny_pipeline.stream_prepared) as ask:
         result = chat.invoke(prompt)
-    assert ask.call_args.args[1] == "Question: Who designed it?\nAnswer:"
+    assert ask.call_args.args[2] == "Question: Who designed it?\nAnswer:"
     assert result.response_metadata["n_chunks"] == len(
         tiny_pipeline.chunk([f"Use the context to answer.\n\n{TEXT}"])
     )

@@ -129,9 +129,9 @@ def test_soft_only_has_no_sources_and_fewer_positions(
 
 
 def test_excerpts_reach_the_decoder(chat: E2LLMChat, tiny_pipeline: E2LLMPipeline) -> None:
-    with mock.patch.object(tiny_pipeline, "stream", wraps=tiny_pipeline.stream) as stream:
+    with mock.patch.object(tiny_pipeline, "stream_prepared", wraps=tiny_pipeline.stream_prepared) as stream:
         result = chat.invoke(QUESTION, documents=_docs(), expand_top_k=2)
-    excerpts = stream.call_args.kwargs["excerpts"]
+    excerpts = stream.call_args.args[4]["excerpts"]
     assert excerpts == [s["text"] for s in result.response_metadata["sources"]]
     assert len(excerpts) == 2
 
