@@ -72,14 +72,55 @@ def _excerpts(
     return ExcerptPolicy(tuple(cfg.expand_top_k), cfg.expand_drop_gold, keys)
 
 
-def _init_weights(model: E2LLMModel, path: str) -> None:
-    """Start from a checkpoint's adapter + LoRA weights; its settings must be the run's."""
-    manifest = read_manifest(path)
-    if manifest["config"] != model.config.to_dict():
+# Settings that change how features are made, not the shape of any weight: a run may
+# change them from its init_checkpoint (e.g. 4 windows per chunk instead of 1 through
+# the same per-vector MLP adapter). Everything else must be the checkpoint's.
+_INIT_FREE = {
+    "encoder": ("tokens_per_chunk", "max_length", "batch_size"),
+    "chunking": ("chunk_tokens", "overlap_tokens"),
+}
+
+
+def init_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Settings of ``wanted`` that differ from ``saved`` but keep the weights loadable.
+
+    Raises:
+        ValueError: When a difference would change the weights' meaning or shape
+            (base models, LoRA, adapter, or windows through a PMA adapter).
+    """
+    free = dict(_INIT_FREE)
+    if wanted.get("adapter", {}).get("kind") == "pma":  # PMA queries are per soft token
+        free["encoder"] = ("max_length", "batch_size")
+    changed, fixed = [], []
+    for section in sorted(set(saved) | set(wanted)):
+        a, b = saved.get(section), wanted.get(section)
+        if a == b:
+            continue
+        if not (isinstance(a, dict) and isinstance(b, dict)):
+            fixed.append(section)
+            continue
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                name = f"{section}.{key}"
+                (changed if key in free.get(section, ()) else fixed).append(name)
+    if fixed:
         raise ValueError(
-            f"init_checkpoint {path} was trained with other model settings than this run's "
-            "`model:` section; copy its e2llm_config.json `config` into the training config."
+            f"init_checkpoint was trained with other model settings ({', '.join(fixed)}); "
+            "copy its e2llm_config.json `config` into the training config's `model:` section "
+            f"(only {', '.join(f'{s}.{k}' for s, ks in free.items() for k in ks)} may differ)."
         )
+    return changed
+
+
+def _init_weights(model: E2LLMModel, path: str) -> None:
+    """Start from a checkpoint's adapter + LoRA weights (see :func:`init_differences`)."""
+    manifest = read_manifest(path)
+    try:
+        changed = init_differences(manifest["config"], model.config.to_dict())
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    if changed:
+        logger.info("init_checkpoint %s: this run changes %s", path, ", ".join(changed))
     load_weights(model, Path(path), manifest)
     logger.info("Initialised adapter and LoRA weights from %s", path)
 
