@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from e2llm_integrations.core.training.data import load_squad
+from e2llm_integrations.data import load_squad
 from e2llm_integrations.eval.bench import BenchConfig, run_bench, with_ratios
 from e2llm_integrations.eval.common import ModelSource, RunMeta, machine_info, write_json
 from e2llm_integrations.eval.report import bench_8k_summary

@@ -11,7 +11,7 @@ import time
 
 from e2llm_integrations import E2LLMPipeline, GenerationConfig
 from e2llm_integrations.core.metrics import best_score
-from e2llm_integrations.core.training.data import load_squad
+from e2llm_integrations.data import load_squad
 
 
 def main() -> None:

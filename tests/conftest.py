@@ -8,6 +8,7 @@ while the networks stay a few hundred kilobytes.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import warnings
 from pathlib import Path
 
@@ -99,3 +100,17 @@ def tiny_pipeline(tiny_model_dirs: dict[str, str]) -> E2LLMPipeline:
         warnings.simplefilter("ignore")
         return E2LLMPipeline.from_pretrained(config=tiny_config(tiny_model_dirs), device="cpu")
 
+
+@pytest.fixture(autouse=True)
+def _llama_index_settings_restored():  # type: ignore[no-untyped-def]
+    """Every test leaves LlamaIndex's global ``Settings.llm`` as it found it.
+
+    ``E2LLMSynthesizer`` stands in for an unset ``Settings.llm`` (when OpenAI's
+    integration is missing); without this, that would leak from test to test.
+    """
+    module = sys.modules.get("llama_index.core.settings")
+    before = module.Settings._llm if module is not None else None
+    yield
+    module = sys.modules.get("llama_index.core.settings")
+    if module is not None:
+        module.Settings._llm = before

@@ -9,7 +9,7 @@ Layout of a checkpoint folder::
     encoder_lora.safetensors encoder LoRA weights (if the encoder has LoRA)
 
 Base-model weights are never written. Every file is written to a temporary name and
-renamed into place, the manifest last, so a crash never leaves a checkpoint that
+renamed into place (:mod:`.io`), the manifest last, so a crash never leaves a checkpoint that
 loads half-written weights: the checksums would not match.
 
 Loading checks everything before any weight is read: the manifest's own checksum
@@ -25,17 +25,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .config import E2LLMConfig, allow_remote_code, remote_code_refusal
+from .io import save_tensors, write_bytes
 
 if TYPE_CHECKING:
     from .model import E2LLMModel
@@ -54,6 +53,11 @@ READABLE_FORMATS = (1, 2)
 DIGEST_KEY = "manifest_sha256"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
+atomic_write_bytes = write_bytes
+"""Old name of :func:`e2llm_integrations.core.io.write_bytes`, kept importable."""
+atomic_save_tensors = save_tensors
+"""Old name of :func:`e2llm_integrations.core.io.save_tensors`, kept importable."""
+
 
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -61,33 +65,6 @@ def sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; checkpoints are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _lora_state(module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
@@ -119,7 +96,7 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
     body = json.loads(json.dumps({k: v for k, v in manifest.items() if k != DIGEST_KEY}))
     body["format_version"] = CHECKPOINT_FORMAT_VERSION
     body[DIGEST_KEY] = manifest_digest(body)
-    atomic_write_bytes(root / CONFIG_NAME, json.dumps(body, indent=2, sort_keys=True).encode())
+    write_bytes(root / CONFIG_NAME, json.dumps(body, indent=2, sort_keys=True).encode())
 
 
 def save_checkpoint(model: E2LLMModel, path: str | Path) -> Path:
@@ -140,7 +117,7 @@ def save_checkpoint(model: E2LLMModel, path: str | Path) -> Path:
             (out / name).unlink(missing_ok=True)
     sums = {}
     for name, tensors in files.items():
-        atomic_save_tensors(tensors, out / name)
+        save_tensors(tensors, out / name)
         sums[name] = sha256(out / name)
     manifest = {
         "library_version": __version__,

@@ -11,22 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .checkpoint import atomic_save_tensors, atomic_write_bytes, sha256
+from .checkpoint import sha256
 from .chunking import Chunk
+from .io import save_tensors, write_bytes
+from .options import OnOverflow, check_on_overflow  # noqa: F401  (public here too)
 
 if TYPE_CHECKING:
     from .model import E2LLMModel
 
-OnOverflow = Literal["select", "error"]
-"""What to do with documents that need more positions than the decoder's window."""
 
 CORPUS_FORMAT_VERSION = 2
 """2: checksums of the tensors and of the metadata, required fingerprint."""
@@ -88,6 +88,22 @@ class EncodedCorpus:
             dict(self.fingerprint),
         )
 
+    def cited_as(self, doc_id: str) -> EncodedCorpus:
+        """This corpus with every chunk's ``doc_id`` set to ``doc_id`` (tensors shared).
+
+        Wrappers use it so that a chunk's :class:`~.expansion.Source` names the framework
+        document or node it came from.
+        """
+        chunks = [c if c.doc_id == doc_id else replace(c, doc_id=doc_id) for c in self.chunks]
+        return EncodedCorpus(
+            chunks,
+            self.features,
+            self.mask,
+            list(self.context_tokens),
+            self.fingerprint,
+            self.dropped_chunks,
+        )
+
     @classmethod
     def concat(cls, parts: Sequence[EncodedCorpus]) -> EncodedCorpus:
         """Join corpora made with the same fingerprint."""
@@ -119,7 +135,7 @@ class EncodedCorpus:
             )
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_save_tensors({"features": self.features, "mask": self.mask}, out / CORPUS_TENSORS)
+        save_tensors({"features": self.features, "mask": self.mask}, out / CORPUS_TENSORS)
         meta: dict[str, Any] = {
             "format_version": CORPUS_FORMAT_VERSION,
             "fingerprint": self.fingerprint,
@@ -129,7 +145,7 @@ class EncodedCorpus:
         }
         meta = json.loads(json.dumps(meta))
         meta["meta_sha256"] = _meta_digest(meta)
-        atomic_write_bytes(out / CORPUS_META, json.dumps(meta).encode())
+        write_bytes(out / CORPUS_META, json.dumps(meta).encode())
         return out
 
     @classmethod
@@ -263,16 +279,6 @@ class TopChunks:
         if self.kept is None:
             raise ValueError("No chunks were added.")
         return self.kept
-
-
-def check_on_overflow(value: Any) -> OnOverflow:
-    """Validate ``on_overflow``: ``"select"`` (answer from what fits) or ``"error"``."""
-    if value == "select" or value == "error":
-        return value  # type: ignore[no-any-return]
-    raise ValueError(
-        f"on_overflow must be 'select' (answer from the chunks most relevant to the question "
-        f"that fit the decoder's window) or 'error' (refuse such input), got {value!r}."
-    )
 
 
 def overflow_capacity(model: E2LLMModel, n_chunks: int, room: int, mode: OnOverflow) -> int:

@@ -22,9 +22,10 @@ import torch
 
 from .corpus import EncodedCorpus
 from .encoder import sentence_embeddings
+from .options import DEFAULT_EXPAND_TOP_K, check_top_k
 
-DEFAULT_EXPAND_TOP_K = 1
-"""Chunks shown as raw text by default (chosen on the K sweep, see docs/RESULTS.md)."""
+__all__ = ["DEFAULT_EXPAND_TOP_K", "Source", "check_top_k", "chunk_scores", "document_order", "expand"]
+
 
 
 @dataclass(frozen=True)
@@ -56,17 +57,6 @@ class Source:
             "score": round(self.score, 4),
             "text": self.text,
         }
-
-
-def check_top_k(top_k: Any) -> int:
-    """Validate an ``expand_top_k`` value (an int >= 0) and return it."""
-    if isinstance(top_k, bool) or not isinstance(top_k, int):
-        raise TypeError(
-            f"expand_top_k must be an int (0 for soft tokens only), got {type(top_k).__name__}."
-        )
-    if top_k < 0:
-        raise ValueError(f"expand_top_k must be >= 0 (0: soft tokens only), got {top_k}.")
-    return top_k
 
 
 def chunk_scores(corpus: EncodedCorpus, query_key: torch.Tensor) -> torch.Tensor:

@@ -3,87 +3,29 @@
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .options import GenerationConfig
+
+__all__ = [
+    "GenerationChunk",
+    "GenerationConfig",  # defined with the other options in .options
+    "Usage",
+    "cache_argument",
+    "cache_of",
+    "decode_ids",
+    "eos_ids",
+    "last_logits_only",
+    "sampled_ids",
+    "stream_tokens",
+]
+
 if TYPE_CHECKING:
     from .expansion import Source
-
-
-@dataclass
-class GenerationConfig:
-    """Decoding options.
-
-    Attributes:
-        max_new_tokens: Upper bound on generated tokens.
-        temperature: 0 for greedy decoding, > 0 to sample.
-        top_p: Nucleus sampling mass when sampling.
-        stop: Strings that end generation (not included in the output).
-        seed: Seed for sampling; ``None`` draws from torch's global generator.
-    """
-
-    max_new_tokens: int = 64
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop: Sequence[str] = field(default_factory=tuple)
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        self.max_new_tokens = _whole("max_new_tokens", self.max_new_tokens, "64")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
-        self.temperature = _finite("temperature", self.temperature)
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0: greedy), got {self.temperature}.")
-        self.top_p = _finite("top_p", self.top_p)
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}.")
-        self.stop = _stops(self.stop)
-        if self.seed is not None:
-            self.seed = _whole("seed", self.seed, "0")
-
-
-def _whole(name: str, value: Any, example: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{name} must be a whole number (int), got {type(value).__name__} {value!r}; pass "
-            f"e.g. {name}={example}."
-        )
-    return int(value)
-
-
-def _finite(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}.")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}.")
-    return float(value)
-
-
-def _stops(stop: Any) -> tuple[str, ...]:
-    if stop is None:
-        return ()
-    stops = (stop,) if isinstance(stop, str) else stop
-    try:
-        stops = tuple(stops)
-    except TypeError as err:
-        raise TypeError(
-            f"stop must be a string or a list of strings, got {type(stop).__name__}."
-        ) from err
-    for s in stops:
-        if not isinstance(s, str):
-            raise TypeError(f"stop strings must be str, got {type(s).__name__} {s!r}.")
-        if not s:
-            raise ValueError(
-                "stop strings must not be empty: an empty stop string matches at once and "
-                "every answer would come back empty. Remove it (stop=[] for no stop strings)."
-            )
-    return stops
 
 
 @dataclass
@@ -178,45 +120,90 @@ def stream_tokens(
     is held back until it can be decided. With ``past`` (a KV cache over earlier
     positions, see :mod:`.prefix_cache`), ``inputs_embeds`` continue after it.
     """
+    ids = sampled_ids(decoder, inputs_embeds, cfg, past)
+    yield from decode_ids(ids, tokenizer, cfg, usage, eos_ids(decoder, tokenizer))
+
+
+@torch.inference_mode()
+def sampled_ids(
+    decoder: Any, inputs_embeds: torch.Tensor, cfg: GenerationConfig, past: Any = None
+) -> Iterator[int]:
+    """Token ids the in-process ``decoder`` generates from (1, P, d) embeddings, one by one.
+
+    Each id is computed when it is asked for, so a reader that stops early (a stop
+    string, a closed stream) costs no further decoder step.
+    """
     gen = None
     if cfg.seed is not None:
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    eos = {t for t in _eos_ids(decoder, tokenizer)}
     cache_kw = cache_argument(decoder)
     prefill = last_logits_only(decoder)
     if past is not None:
         prefill[cache_kw] = past
     out = decoder(inputs_embeds=inputs_embeds, use_cache=True, **prefill)
-    ids: list[int] = []
-    emitted, finish = 0, "length"
-    for _ in range(cfg.max_new_tokens):
+    for step in range(cfg.max_new_tokens):
         token = _next_token(out.logits[0, -1].cpu(), cfg, gen)
-        if token in eos:
-            finish = "stop"
-            break
-        ids.append(token)
-        text = tokenizer.decode(ids, skip_special_tokens=True)
-        cut = min((i for i in (text.find(s) for s in cfg.stop) if i >= 0), default=-1)
-        if cut >= 0:
-            if cut > emitted:
-                yield GenerationChunk(text[emitted:cut])
-            emitted, finish = cut, "stop"
-            break
-        safe = len(text) - _held_back(text, cfg.stop)
-        if safe > emitted:
-            yield GenerationChunk(text[emitted:safe])
-            emitted = safe
-        next_ids = torch.tensor([[token]], device=inputs_embeds.device)
-        out = decoder(input_ids=next_ids, use_cache=True, **{cache_kw: cache_of(out)})
-    else:
-        text = tokenizer.decode(ids, skip_special_tokens=True)
+        yield token
+        if step + 1 < cfg.max_new_tokens:
+            next_ids = torch.tensor([[token]], device=inputs_embeds.device)
+            out = decoder(input_ids=next_ids, use_cache=True, **{cache_kw: cache_of(out)})
+
+
+def decode_ids(
+    ids: Iterable[int],
+    tokenizer: Any,
+    cfg: GenerationConfig,
+    usage: Usage,
+    eos: Collection[int],
+) -> Iterator[GenerationChunk]:
+    """Text deltas of generated token ids, then a final chunk with usage and finish reason.
+
+    The one text path of every decoder backend: ``ids`` come from the in-process
+    decoder (:func:`sampled_ids`) or a serving engine. Generation ends at an ``eos`` id
+    (not counted), at a stop string (cut before it; the text that might begin one is
+    held back until it is decided), after ``cfg.max_new_tokens`` ids (``"length"``), or
+    when ``ids`` ends by itself earlier (an engine that stopped; ``"stop"``). ``ids``
+    is closed when decoding ends, so a remote request ends with it.
+    """
+    source = iter(ids)
+    kept: list[int] = []
+    emitted, finish, cut = 0, "length", -1
+    try:
+        for token in source:
+            if token in eos:
+                finish = "stop"
+                break
+            kept.append(token)
+            text = tokenizer.decode(kept, skip_special_tokens=True)
+            cut = min((i for i in (text.find(s) for s in cfg.stop) if i >= 0), default=-1)
+            if cut >= 0:
+                if cut > emitted:
+                    yield GenerationChunk(text[emitted:cut])
+                emitted, finish = cut, "stop"
+                break
+            safe = len(text) - _held_back(text, cfg.stop)
+            if safe > emitted:
+                yield GenerationChunk(text[emitted:safe])
+                emitted = safe
+            if len(kept) >= cfg.max_new_tokens:
+                break
+        else:
+            if len(kept) < cfg.max_new_tokens:
+                finish = "stop"
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+    if cut < 0:  # no stop string: what was held back can no longer begin one
+        text = tokenizer.decode(kept, skip_special_tokens=True)
         if len(text) > emitted:
             yield GenerationChunk(text[emitted:])
-    usage.output_tokens = len(ids)
+    usage.output_tokens = len(kept)
     yield GenerationChunk("", finish_reason=finish, usage=usage)
 
 
-def _eos_ids(decoder: Any, tokenizer: Any) -> list[int]:
+def eos_ids(decoder: Any, tokenizer: Any) -> list[int]:
+    """End-of-sequence ids: the decoder's generation config, its config and the tokenizer."""
     ids: list[int] = []
     for source in (getattr(decoder, "generation_config", None), getattr(decoder, "config", None)):
         value = getattr(source, "eos_token_id", None) if source is not None else None

@@ -15,12 +15,20 @@ from torch import nn
 from .adapter import build_adapter
 from .config import E2LLMConfig
 from .encoder import ChunkEncoder, add_lora
-from .generation import GenerationChunk, GenerationConfig, Usage, stream_tokens
+from .generation import (
+    GenerationChunk,
+    GenerationConfig,
+    Usage,
+    decode_ids,
+    eos_ids,
+    stream_tokens,
+)
 from .models import resolve
 from .prefix_cache import PrefixCache, prefix_key
 from .prompt import PromptParts, build_prompt, render_chat
 
 if TYPE_CHECKING:
+    from .backend import DecoderBackend
     from .expansion import Source
 
 logger = logging.getLogger(__name__)
@@ -43,6 +51,23 @@ class TrainExample:
     mask: torch.Tensor
     prompt: PromptParts
     target_ids: list[int]
+
+
+@dataclass
+class DecoderInputs:
+    """One call's decoder input (:meth:`E2LLMModel.decoder_inputs`).
+
+    Attributes:
+        prompt: Token ids before/after the soft tokens.
+        soft: (n_soft, d_dec) soft tokens.
+        embeds: (1, P, d_dec) input embeddings, ``[prefix] soft [suffix]``.
+        usage: What the call costs (``output_tokens`` filled in when it ends).
+    """
+
+    prompt: PromptParts
+    soft: torch.Tensor
+    embeds: torch.Tensor
+    usage: Usage
 
 
 def _torch_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -74,6 +99,8 @@ class E2LLMModel(nn.Module):
         self.adapter = adapter
         self.decoder: Any = decoder
         self.tokenizer = tokenizer
+        self.backend: DecoderBackend | None = None
+        """Where the decoder runs: ``None`` in this process (transformers), else e.g. vLLM."""
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -264,6 +291,45 @@ class E2LLMModel(nn.Module):
                 a later question over the same chunks prefills only the suffix.
         """
         cfg = generation or GenerationConfig()
+        inputs = self.decoder_inputs(
+            features,
+            mask,
+            question,
+            cfg,
+            system=system,
+            history=history,
+            excerpts=excerpts,
+            context_tokens=context_tokens,
+        )
+        if self.backend is not None:  # the decoder runs elsewhere, with its own prefix caching
+            yield from self.decode_remote(inputs, cfg)
+            return
+        embeds, past = inputs.embeds, None
+        if prefix_cache is not None and prefix_cache.max_bytes > 0:
+            split = len(inputs.prompt.prefix_ids) + inputs.soft.shape[0]  # suffix: the question
+            key = prefix_key(inputs.prompt.prefix_ids, inputs.soft)
+            past, _ = prefix_cache.get(self.decoder, embeds[:, :split], key)
+            embeds = embeds[:, split:]
+        yield from stream_tokens(self.decoder, self.tokenizer, embeds, cfg, inputs.usage, past)
+
+    def decoder_inputs(
+        self,
+        features: torch.Tensor,
+        mask: torch.Tensor,
+        question: str,
+        generation: GenerationConfig | None = None,
+        *,
+        system: str | None = None,
+        history: Sequence[dict[str, str]] = (),
+        excerpts: Sequence[str] = (),
+        context_tokens: int = 0,
+    ) -> DecoderInputs:
+        """The decoder input of :meth:`stream`: ``[prefix] <soft tokens> [suffix]`` embedded.
+
+        Runs the adapter, the tokenizer and the embedding table (so callers sharing the
+        model hold its lock); a remote decoder then needs no lock (:meth:`decode_remote`).
+        """
+        cfg = generation or GenerationConfig()
         prompt = self.prompt(question, system, history, excerpts=excerpts)
         with torch.inference_mode():
             soft = self.soft_tokens(features, mask)
@@ -275,13 +341,23 @@ class E2LLMModel(nn.Module):
             soft_tokens=soft.shape[0],
             n_chunks=features.shape[0],
         )
-        past = None
-        if prefix_cache is not None and prefix_cache.max_bytes > 0:
-            split = len(prompt.prefix_ids) + soft.shape[0]  # the suffix always holds the question
-            key = prefix_key(prompt.prefix_ids, soft)
-            past, _ = prefix_cache.get(self.decoder, embeds[:, :split], key)
-            embeds = embeds[:, split:]
-        yield from stream_tokens(self.decoder, self.tokenizer, embeds, cfg, usage, past)
+        return DecoderInputs(prompt, soft, embeds, usage)
+
+    def decode_remote(
+        self, inputs: DecoderInputs, generation: GenerationConfig | None = None
+    ) -> Iterator[GenerationChunk]:
+        """Decode ``inputs`` on :attr:`backend` (e.g. vLLM), as text chunks then usage.
+
+        Touches no module of this model (only the tokenizer's thread-safe ``decode``), so
+        concurrent calls need no lock and the engine batches them.
+        """
+        if self.backend is None:
+            raise ValueError("This model has no remote decoder backend; use stream().")
+        cfg = generation or GenerationConfig()
+        embeds = inputs.embeds[0].detach().to("cpu").clone()  # (P, d_dec), its own storage
+        ids = self.backend.token_ids(embeds, cfg)
+        eos = eos_ids(self.decoder, self.tokenizer)
+        yield from decode_ids(ids, self.tokenizer, cfg, inputs.usage, eos)
 
     def generate(self, *args: Any, **kwargs: Any) -> GenerationResult:
         """Like :meth:`stream`, collected into one :class:`GenerationResult`."""
@@ -290,6 +366,36 @@ class E2LLMModel(nn.Module):
             pieces.append(last.text)
         assert last.usage is not None and last.finish_reason is not None
         return GenerationResult("".join(pieces), last.finish_reason, last.usage)
+
+    def chat_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of plain chat messages as the decoder reads them (no soft tokens).
+
+        Rendered with the chat template; a tokenizer without one gets its BOS token first.
+        """
+        text = render_chat(self.tokenizer, messages)
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if (
+            not getattr(self.tokenizer, "chat_template", None)
+            and self.tokenizer.bos_token_id is not None
+        ):
+            ids = [self.tokenizer.bos_token_id, *ids]
+        return ids
+
+    def check_text_window(self, n_ids: int, max_new_tokens: int) -> None:
+        """Refuse a plain-text prompt of ``n_ids`` tokens that would overflow the window."""
+        if n_ids + max_new_tokens > self.max_positions:
+            raise ValueError(
+                f"The prompt has {n_ids} tokens + {max_new_tokens} new tokens, over the "
+                f"decoder window of {self.max_positions} positions; shorten or truncate the "
+                "text (retrieve fewer documents or nodes), or let E2LLM compress it."
+            )
+
+    @contextlib.contextmanager
+    def base_only(self, on: bool = True) -> Iterator[None]:
+        """Within it (when ``on``), the decoder's LoRA is switched off: the base LLM runs."""
+        off = getattr(self.decoder, "disable_adapter", None)
+        with off() if on and off is not None else contextlib.nullcontext():
+            yield
 
     def stream_text(
         self,
@@ -303,23 +409,18 @@ class E2LLMModel(nn.Module):
         base LLM: the full-context and RAG baselines run through here.
         """
         cfg = generation or GenerationConfig()
-        ids = self.tokenizer(render_chat(self.tokenizer, messages), add_special_tokens=False)[
-            "input_ids"
-        ]
-        if (
-            not getattr(self.tokenizer, "chat_template", None)
-            and self.tokenizer.bos_token_id is not None
-        ):
-            ids = [self.tokenizer.bos_token_id, *ids]
-        if len(ids) + cfg.max_new_tokens > self.max_positions:
-            raise ValueError(
-                f"The prompt has {len(ids)} tokens + {cfg.max_new_tokens} new tokens, over the "
-                f"decoder's window of {self.max_positions}; shorten or truncate the text."
-            )
+        ids = self.chat_ids(messages)
+        self.check_text_window(len(ids), cfg.max_new_tokens)
+        yield from self.stream_ids(ids, cfg, base_only)
+
+    def stream_ids(
+        self, ids: Sequence[int], generation: GenerationConfig | None = None, base_only: bool = True
+    ) -> Iterator[GenerationChunk]:
+        """Generation from decoder token ids (e.g. :meth:`chat_ids`), without soft tokens."""
+        cfg = generation or GenerationConfig()
         usage = Usage(input_positions=len(ids), context_tokens=len(ids))
-        off = getattr(self.decoder, "disable_adapter", None)
-        with torch.inference_mode(), off() if base_only and off else contextlib.nullcontext():
-            embeds = self._embed(ids).unsqueeze(0)
+        with torch.inference_mode(), self.base_only(base_only):
+            embeds = self._embed(list(ids)).unsqueeze(0)  # (1, P, d_dec)
             yield from stream_tokens(self.decoder, self.tokenizer, embeds, cfg, usage)
 
     def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:

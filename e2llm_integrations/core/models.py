@@ -13,7 +13,8 @@ A converted folder records the size and sha256 of every file it holds
 (``e2llm_converted.json``, written last). Each process verifies it on first use; a
 missing, truncated or overwritten file (or a folder without the record: an interrupted
 conversion) is logged in one line and the folder is rebuilt in a temporary sibling that
-replaces it by rename, under a file lock so concurrent processes convert only once.
+replaces it by rename (:func:`.io.atomic_folder`), under a file lock so concurrent
+processes convert only once.
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from .io import atomic_folder, write_text
 
 try:
     import fcntl
@@ -117,7 +117,7 @@ def write_record(folder: Path, source: str) -> None:
         for p in _files(folder)
     }
     record = {"format_version": 1, "source": source, "files": files}
-    (folder / CONVERTED_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+    write_text(folder / CONVERTED_RECORD, json.dumps(record, indent=2, sort_keys=True))
 
 
 def _stamp(folder: Path, names: list[str]) -> tuple[tuple[str, int, int], ...]:
@@ -179,20 +179,6 @@ def _locked(dest: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _swap_in(tmp: Path, dest: Path) -> None:
-    """Put folder ``tmp`` at ``dest``; a damaged ``dest`` is renamed away first, then removed."""
-    old = None
-    if dest.exists() or dest.is_symlink():
-        old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(dest, old)
-    os.rename(tmp, dest)
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-
-
 def ensure_converted(dest: Path, build: Callable[[Path], None], source: str) -> Path:
     """Return ``dest`` once it holds an intact conversion, running ``build`` if it does not.
 
@@ -214,15 +200,9 @@ def ensure_converted(dest: Path, build: Callable[[Path], None], source: str) -> 
             )
         else:
             logger.info("Converting %s into %s (once)", source, dest)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-        try:
-            tmp.chmod(0o755)
+        with atomic_folder(dest) as tmp:
             build(tmp)
             write_record(tmp, source)
-            _swap_in(tmp, dest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         _VERIFIED[dest] = _stamp(dest, sorted(_read_record(dest)))  # just hashed: trust it
     return dest
 

@@ -1,11 +1,8 @@
-"""``E2LLMPipeline``: documents + question -> answer. The object integrations wrap.
+"""``E2LLMPipeline``: documents + question -> answer. The one runtime integrations use.
 
-Document sets larger than the decoder's window are answered too: the positions they
-need (chunks x soft tokens per chunk, next to the prompt) are known from the chunking,
-before anything is encoded. When they do not fit, the chunks are encoded in bounded
-batches and only the chunks most similar to the question that fit are kept (a running
-top set, the same cosine keys as selective expansion); the call warns and reports
-``usage.dropped_chunks``. ``on_overflow="error"`` refuses such input instead, up front.
+LangChain, LlamaIndex, the evaluation and the CLI call only this object. Whatever touches
+the model takes the pipeline's lock inside, and no stream holds it while its reader waits
+(:mod:`.runtime`). How a call is fitted into the decoder's window is in :mod:`.fitting`.
 """
 
 from __future__ import annotations
@@ -19,37 +16,26 @@ from typing import Any
 
 import torch
 
+from .backend import collect, remote_stream
 from .checkpoint import CONFIG_NAME, load_checkpoint
 from .chunking import (  # noqa: F401  (Document, read_documents: public here too)
     Chunk,
     Chunker,
     Document,
-    check_prompt_text,
     check_text,
     read_documents,
 )
 from .config import E2LLMConfig, allow_remote_code, with_remote_code
-from .corpus import (
-    EncodedCorpus,
-    OnOverflow,
-    TopChunks,
-    check_on_overflow,
-    dropped_message,
-    overflow_capacity,
-    top_chunks,
-)
+from .corpus import EncodedCorpus, OnOverflow, TopChunks
 from .encoder import sentence_embeddings
-from .expansion import (
-    DEFAULT_EXPAND_TOP_K,
-    Source,
-    check_top_k,
-    chunk_scores,
-    document_order,
-    expand,
-)
-from .generation import GenerationChunk, GenerationConfig
+from .expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k, chunk_scores, expand
+from .fitting import Prepared, check_fingerprint, chunks_of
+from .fitting import prepare as prepare_call
+from .generation import GenerationChunk, GenerationConfig, Usage
 from .model import E2LLMModel, GenerationResult
 from .prefix_cache import DEFAULT_PREFIX_CACHE_BYTES, PrefixCache
+from .runtime import LockedTokenizer, TokenStream
+from .timing import DecodeProfiler
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +60,8 @@ def default_checkpoint() -> Path | None:
 class E2LLMPipeline:
     """Chunk, encode and answer over long document sets with one E2LLM model.
 
-    Thread-safe: calls that touch the model are serialised by a lock.
+    Thread-safe: calls that touch the model are serialised by a lock the pipeline keeps
+    to itself; streams release it between their reader's reads.
 
     Example:
         >>> pipe = E2LLMPipeline.from_pretrained()  # doctest: +SKIP
@@ -94,6 +81,11 @@ class E2LLMPipeline:
         """Decoder KV over ``[prompt prefix] <soft tokens>``: repeat questions prefill less."""
         self.chunker = Chunker(model.encoder.tokenizer, model.config.chunking)
         self.lock = threading.RLock()
+        """Serialises model and tokenizer use; taken inside the pipeline's methods only."""
+        self.tokenizer = LockedTokenizer(model.tokenizer, self.lock)
+        """The decoder's tokenizer, each call under the lock: counts and decodes text."""
+        self.encoder_tokenizer = LockedTokenizer(model.encoder.tokenizer, self.lock)
+        """The chunk encoder's tokenizer, each call under the lock."""
         if not trained:
             warnings.warn(UNTRAINED_WARNING, UserWarning, stacklevel=2)
             logger.warning(UNTRAINED_WARNING)
@@ -130,10 +122,31 @@ class E2LLMPipeline:
         model.config.decoder.trust_remote_code = config.decoder.trust_remote_code  # a request
         return cls(model, trained=False)
 
+    # ------------------------------------------------------------------ facts
     @property
     def fingerprint(self) -> dict[str, Any]:
         return self.model.feature_fingerprint()
 
+    @property
+    def config(self) -> E2LLMConfig:
+        """The model's configuration (base models, chunking, soft tokens per chunk)."""
+        return self.model.config
+
+    @property
+    def max_positions(self) -> int:
+        """The decoder's window: input positions plus new tokens one call may take."""
+        return self.model.max_positions
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def profiler(self) -> DecodeProfiler:
+        """Timed decoding and weight sizes, for benchmarks."""
+        return DecodeProfiler(self)
+
+    # ------------------------------------------------------------------ encoding
     def chunk(self, documents: Iterable[Document]) -> list[Chunk]:
         texts, ids = read_documents(documents)
         with self.lock:  # HF fast tokenizers keep mutable padding state: not thread-safe
@@ -157,67 +170,34 @@ class E2LLMPipeline:
             parts.append(EncodedCorpus(batch, feats, mask, counts, self.fingerprint))
         return EncodedCorpus.concat(parts)
 
-    def _chunks(self, documents: Iterable[Document]) -> list[Chunk]:
-        chunks = self.chunk(documents)
-        if not chunks:
-            raise ValueError(
-                "No text to encode: every document was empty or whitespace only. Pass documents "
-                "with text."
-            )
-        return chunks
-
     def encode(self, documents: Iterable[Document], progress: bool | None = None) -> EncodedCorpus:
         """Chunk and encode documents once; reuse the result for many questions."""
-        return self.encode_chunks(self._chunks(documents), progress)
+        return self.encode_chunks(chunks_of(self, documents), progress)
 
-    def _checked(self, corpus: EncodedCorpus) -> EncodedCorpus:
-        """``corpus`` if it was encoded with this model's settings."""
-        if not corpus.fingerprint:
-            raise ValueError(
-                "This EncodedCorpus has no fingerprint (the encoder/chunk settings it was made "
-                "with), so it cannot be checked against this model; re-encode the documents "
-                "with this pipeline (encode() or encode_chunks())."
-            )
-        if corpus.fingerprint != self.fingerprint:
-            raise ValueError(
-                "This EncodedCorpus was made with other encoder/chunk settings "
-                f"({corpus.fingerprint}) than this model uses ({self.fingerprint}); "
-                "re-encode the documents with this pipeline."
-            )
-        return corpus
+    def encode_texts(self, texts: Sequence[str]) -> list[EncodedCorpus]:
+        """Each text's own chunks (``doc_id``: its position), all encoded in one pass.
 
-    def _soft_room(self, question: str, cfg: GenerationConfig, prompt: dict[str, Any]) -> int:
-        """Decoder positions left for soft tokens next to the prompt and the answer."""
+        No chunk spans two texts (e.g. framework documents or nodes); an empty text gets
+        a corpus with no chunks.
+        """
+        chunks = self.chunk(list(texts))
+        if not chunks:
+            return [self.empty_corpus() for _ in texts]
+        encoded = self.encode_chunks(chunks)
+        rows: dict[str, list[int]] = {}
+        for row, chunk in enumerate(chunks):
+            rows.setdefault(chunk.doc_id, []).append(row)
+        return [encoded.select(rows.get(str(i), [])) for i in range(len(texts))]
+
+    def empty_corpus(self) -> EncodedCorpus:
+        """A corpus with no chunks (a question asked without documents)."""
         with self.lock:
-            length = len(self.model.prompt(question, **prompt))
-        return self.model.max_positions - length - cfg.max_new_tokens
+            feats, mask = self.model.encoder.encode([])
+        return EncodedCorpus([], feats, mask, [], self.fingerprint)
 
-    def _fitting_corpus(
-        self,
-        context: EncodedCorpus | Iterable[Document],
-        question: str,
-        cfg: GenerationConfig,
-        mode: OnOverflow,
-        prompt: dict[str, Any],
-    ) -> tuple[EncodedCorpus, bool]:
-        """The corpus to answer from, and whether chunks had to be left out to fit."""
-        room = self._soft_room(question, cfg, prompt)
-        if isinstance(context, EncodedCorpus):
-            corpus = self._checked(context)
-            need = self.model.n_soft_tokens(corpus.mask)
-            if need == 0 or need <= room:
-                return corpus, False
-            capacity = overflow_capacity(self.model, len(corpus), room, mode)
-            return top_chunks(
-                corpus, chunk_scores(corpus, self.query_key(question)), capacity
-            ), True
-        chunks = self._chunks(context)
-        if len(chunks) * self.model.config.encoder.tokens_per_chunk <= room:
-            return self.encode_chunks(chunks), False
-        capacity = overflow_capacity(self.model, len(chunks), room, mode)
-        return self._encode_top(chunks, question, capacity), True
-
-    def _encode_top(self, chunks: Sequence[Chunk], question: str, capacity: int) -> EncodedCorpus:
+    def encode_closest(
+        self, chunks: Sequence[Chunk], question: str, capacity: int
+    ) -> EncodedCorpus:
         """Encode in bounded batches, keeping the ``capacity`` chunks closest to the question."""
         from tqdm.auto import tqdm
 
@@ -229,40 +209,19 @@ class E2LLMPipeline:
             top.add(part, chunk_scores(part, key))
         return top.result()
 
-    def _room_for_excerpts(
-        self,
-        corpus: EncodedCorpus,
-        question: str,
-        cfg: GenerationConfig,
-        best: list[Source],
-        prompt: dict[str, Any],
-    ) -> tuple[EncodedCorpus, list[Source]]:
-        """Make room for the best excerpts by dropping the least relevant soft chunks.
+    def check_corpus(self, corpus: EncodedCorpus) -> EncodedCorpus:
+        """``corpus`` if it was encoded with this model's settings, else a ``ValueError``."""
+        return check_fingerprint(corpus, self.fingerprint)
 
-        Excerpts take at most half the room of the soft chunks; those that do not fit
-        then are left to :meth:`_fit` to drop (with its warning).
-        """
-        per, floor = self.model.config.encoder.tokens_per_chunk, (len(corpus) + 1) // 2
-        capacity = len(corpus)
-        for n in range(len(best), 0, -1):
-            shown = [s.text for s in document_order(best[:n])]
-            with self.lock:
-                length = len(self.model.prompt(question, excerpts=shown, **prompt))
-            room = (self.model.max_positions - length - cfg.max_new_tokens) // per
-            if room >= floor:
-                capacity = min(room, capacity)
-                break
-        if capacity >= len(corpus):
-            return corpus, best
-        key = self.query_key(question)
-        trimmed = top_chunks(corpus, chunk_scores(corpus, key), capacity)
-        return trimmed, expand(trimmed, key, len(best))
+    # ------------------------------------------------------------------ questions
+    def query_features(self, question: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The question through the chunk encoder: (1, L, d_enc) features and (1, L) mask."""
+        with self.lock:
+            return self.model.encoder.encode([question])
 
     def query_key(self, question: str) -> torch.Tensor:
         """The question as the encoder embeds it for retrieval: a (d_enc,) unit vector."""
-        with self.lock:
-            feats, mask = self.model.encoder.encode([question])
-        return sentence_embeddings(feats, mask)[0]
+        return sentence_embeddings(*self.query_features(question))[0]
 
     def expand(
         self, corpus: EncodedCorpus, question: str, top_k: int = DEFAULT_EXPAND_TOP_K
@@ -272,6 +231,16 @@ class E2LLMPipeline:
             return []
         return expand(corpus, self.query_key(question), top_k)
 
+    def prompt_positions(self, question: str, **prompt: Any) -> int:
+        """Decoder positions of the prompt around the soft tokens (``system``, ``excerpts``...)."""
+        with self.lock:
+            return len(self.model.prompt(question, **prompt))
+
+    def input_positions(self, corpus: EncodedCorpus, question: str, **prompt: Any) -> int:
+        """Decoder input positions of a call: prompt tokens plus the corpus' soft tokens."""
+        return self.prompt_positions(question, **prompt) + self.model.n_soft_tokens(corpus.mask)
+
+    # ------------------------------------------------------------------ answering
     def prepare(
         self,
         context: EncodedCorpus | Iterable[Document],
@@ -280,64 +249,17 @@ class E2LLMPipeline:
         expand_top_k: int | None = None,
         on_overflow: OnOverflow = "select",
         **prompt: Any,
-    ) -> tuple[EncodedCorpus, list[Source], dict[str, Any]]:
+    ) -> Prepared:
         """Encode (if needed) and pick the chunks and excerpts that fit the window.
 
         Returns:
             The corpus (only its most relevant chunks when the whole would not fit; see
             ``on_overflow`` and ``corpus.dropped_chunks``), the expanded chunks (document
-            order) and the prompt keywords for :meth:`E2LLMModel.stream` (``excerpts``
+            order) and the prompt keywords for :meth:`stream_prepared` (``excerpts``
             included). Explicit ``excerpts=`` in ``prompt`` are used as given, and no
             chunk is expanded.
         """
-        check_prompt_text(question, prompt)
-        mode = check_on_overflow(on_overflow)
-        cfg = generation or GenerationConfig()
-        corpus, selected = self._fitting_corpus(context, question, cfg, mode, prompt)
-        if "excerpts" in prompt:
-            shown, kwargs = [], prompt
-        else:
-            top_k = DEFAULT_EXPAND_TOP_K if expand_top_k is None else check_top_k(expand_top_k)
-            best = self.expand(corpus, question, top_k)
-            if selected and best:
-                corpus, best = self._room_for_excerpts(corpus, question, cfg, best, prompt)
-            shown = document_order(self._fit(corpus, question, generation, best, prompt))
-            kwargs = {**prompt, "excerpts": [s.text for s in shown]}
-        if selected:
-            message = dropped_message(corpus, self.model.max_positions)
-            warnings.warn(message, UserWarning, stacklevel=3)
-            logger.warning(message)
-        return corpus, shown, kwargs
-
-    def _fit(
-        self,
-        corpus: EncodedCorpus,
-        question: str,
-        generation: GenerationConfig | None,
-        best: list[Source],
-        prompt: dict[str, Any],
-    ) -> list[Source]:
-        """Drop the lowest-scoring excerpts until the prompt fits the decoder's window."""
-        cfg = generation or GenerationConfig()
-        budget = self.model.max_positions - self.model.n_soft_tokens(corpus.mask)
-        budget -= cfg.max_new_tokens
-        kept = list(best)
-        while kept:
-            shown = [s.text for s in document_order(kept)]
-            with self.lock:
-                length = len(self.model.prompt(question, excerpts=shown, **prompt))
-            if length <= budget:
-                break
-            kept.pop()
-        if len(kept) < len(best):
-            message = (
-                f"Showing {len(kept)} of {len(best)} excerpts: more would not fit the decoder's "
-                f"window of {self.model.max_positions} positions next to {len(corpus)} soft "
-                "chunks. Lower expand_top_k or max_new_tokens, or prefilter the chunks."
-            )
-            warnings.warn(message, UserWarning, stacklevel=4)
-            logger.warning(message)
-        return kept
+        return prepare_call(self, context, question, generation, expand_top_k, on_overflow, prompt)
 
     def stream(
         self,
@@ -349,6 +271,10 @@ class E2LLMPipeline:
         **prompt: Any,
     ) -> Iterator[GenerationChunk]:
         """Stream the answer's text; the final chunk carries usage, finish reason and sources.
+
+        The stream may be read on any thread and left half-read: it holds no lock while
+        its reader waits. Nothing runs before the first ``next()``; to know the usage and
+        sources before it, call :meth:`prepare` and :meth:`stream_prepared`.
 
         Args:
             context: Documents (str text or paths) or an :class:`EncodedCorpus`.
@@ -373,13 +299,24 @@ class E2LLMPipeline:
         question: str,
         generation: GenerationConfig | None,
         kwargs: dict[str, Any],
-    ) -> Iterator[GenerationChunk]:
+    ) -> TokenStream:
         """Stream over what :meth:`prepare` returned; the last chunk carries the sources.
 
-        For callers that need the expanded chunks (or the prompt) before the first token,
-        e.g. to report input tokens or citations up front.
+        The stream's ``usage`` is known before the first token, e.g. to report input
+        tokens up front.
         """
-        with self.lock:
+        usage = Usage(
+            input_positions=self.input_positions(corpus, question, **kwargs),
+            context_tokens=corpus.total_context_tokens,
+            soft_tokens=self.model.n_soft_tokens(corpus.mask),
+            n_chunks=len(corpus),
+            expanded_chunks=len(sources),
+            dropped_chunks=corpus.dropped_chunks,
+        )
+        if self.model.backend is not None:  # the decoder runs elsewhere: lock its input only
+            return remote_stream(self, corpus, sources, question, generation, kwargs, usage)
+
+        def produce() -> Iterator[GenerationChunk]:
             for piece in self.model.stream(
                 corpus.features,
                 corpus.mask,
@@ -394,6 +331,8 @@ class E2LLMPipeline:
                     piece.usage.dropped_chunks = corpus.dropped_chunks
                     piece.sources = tuple(sources)
                 yield piece
+
+        return TokenStream(produce, self.lock, usage, sources)
 
     def ask(
         self,
@@ -418,6 +357,8 @@ class E2LLMPipeline:
         corpus, sources, kwargs = self.prepare(
             context, question, generation, expand_top_k, on_overflow, **prompt
         )
+        if self.model.backend is not None:  # no lock while a remote decoder answers
+            return collect(self.stream_prepared(corpus, sources, question, generation, kwargs))
         with self.lock:
             result = self.model.generate(
                 corpus.features,
@@ -432,3 +373,25 @@ class E2LLMPipeline:
         result.usage.dropped_chunks = corpus.dropped_chunks
         result.sources = sources
         return result
+
+    # ------------------------------------------------------------------ plain decoder
+    def chat_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Token ids of plain chat messages as the decoder reads them in :meth:`stream_text`."""
+        with self.lock:
+            return self.model.chat_ids(messages)
+
+    def stream_text(
+        self, messages: Sequence[dict[str, str]], generation: GenerationConfig | None = None
+    ) -> TokenStream:
+        """The base decoder (LoRA off, no encoder or adapter) answering text messages.
+
+        The full-context and RAG baselines run through here. A prompt over the window
+        raises a ``ValueError`` now; ``usage.input_positions`` is known before the first token.
+        """
+        cfg = generation or GenerationConfig()
+        ids = self.chat_ids(messages)
+        self.model.check_text_window(len(ids), cfg.max_new_tokens)
+        usage = Usage(input_positions=len(ids), context_tokens=len(ids))
+        return TokenStream(
+            lambda: self.model.stream_ids(ids, cfg, base_only=True), self.lock, usage
+        )

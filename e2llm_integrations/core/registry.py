@@ -12,40 +12,51 @@ from pathlib import Path
 
 import torch
 
+from .config import allow_remote_code
 from .pipeline import E2LLMPipeline
 
-_PIPELINES: dict[tuple[str | None, str], E2LLMPipeline] = {}
+_PIPELINES: dict[tuple[str | None, str, bool], E2LLMPipeline] = {}
 _LOCK = threading.Lock()
 
 
 def _key(
-    checkpoint: str | Path | None, device: str | torch.device | None
-) -> tuple[str | None, str]:
+    checkpoint: str | Path | None, device: str | torch.device | None, trust: bool
+) -> tuple[str | None, str, bool]:
     path = str(Path(checkpoint).expanduser().resolve()) if checkpoint is not None else None
     if device is None:  # the device from_pretrained would pick, so None and "cpu" share
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return path, str(torch.device(device))
+    return path, str(torch.device(device)), trust
 
 
 def get_pipeline(
-    checkpoint: str | Path | None = None, device: str | torch.device | None = None
+    checkpoint: str | Path | None = None,
+    device: str | torch.device | None = None,
+    trust_remote_code: bool | None = None,
 ) -> E2LLMPipeline:
-    """The shared pipeline for ``(checkpoint, device)``, loading it on first use.
+    """The shared pipeline for ``(checkpoint, device, trust_remote_code)``, loaded on first use.
+
+    The arguments are those of :class:`~.options.ModelOptions`.
 
     Args:
         checkpoint: Checkpoint folder; ``None`` is the shipped default checkpoint (or an
             untrained model, with a warning, where none is shipped).
         device: Torch device; ``None`` picks CUDA when available, else CPU.
+        trust_remote_code: Allow the decoder folder's own Python code; ``None`` reads
+            ``$E2LLM_TRUST_REMOTE_CODE``. A pipeline loaded with remote code allowed is
+            never handed to a caller that did not allow it.
 
     Example:
         >>> pipe = get_pipeline()  # doctest: +SKIP
         >>> pipe is get_pipeline()  # doctest: +SKIP
         True
     """
-    key = _key(checkpoint, device)
+    trust = allow_remote_code(trust_remote_code)
+    key = _key(checkpoint, device, trust)
     with _LOCK:
         if key not in _PIPELINES:
-            _PIPELINES[key] = E2LLMPipeline.from_pretrained(checkpoint, device=device)
+            _PIPELINES[key] = E2LLMPipeline.from_pretrained(
+                checkpoint, device=device, trust_remote_code=trust
+            )
         return _PIPELINES[key]
 
 

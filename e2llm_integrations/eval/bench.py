@@ -17,23 +17,20 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..core.generation import cache_argument, cache_of, last_logits_only
 from ..core.pipeline import E2LLMPipeline
-from ..core.prompt import render_chat
+from ..core.timing import timed_decode  # noqa: F401  (public here too)
 from .common import ModelSource
 from .memory import MB, PeakMemory
 from .systems import TEXT_INSTRUCTION, text_messages, top_chunks
@@ -103,73 +100,33 @@ class Skip(Exception):
     """A system cannot run at this length (e.g. the text is over the decoder's window)."""
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _weights_mb(*modules: torch.nn.Module) -> float:
-    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters()) / MB
-
-
-def _e2llm_embeds(pipe: E2LLMPipeline, corpus: Any, new_tokens: int) -> torch.Tensor:
-    model = pipe.model
-    prompt = model.prompt(QUESTION)
-    soft = model.soft_tokens(corpus.features, corpus.mask)
-    model.check_window(prompt, soft.shape[0], new_tokens)
-    return model.embed_sequence(prompt, soft).unsqueeze(0)  # (1, P, d_dec)
+def _mb(pipe: E2LLMPipeline, system: str) -> float:
+    """Weights the system reads: the decoder, plus the encoder and adapter where used."""
+    sizes = pipe.profiler.weight_bytes()
+    parts = ["decoder"] + ([] if system == "full" else ["encoder"])
+    parts += ["adapter"] if "e2llm" in system else []
+    return sum(sizes[p] for p in parts) / MB
 
 
 def _text_embeds(pipe: E2LLMPipeline, context: str, new_tokens: int) -> torch.Tensor:
-    tok, model = pipe.model.tokenizer, pipe.model
-    chat = render_chat(tok, text_messages(TEXT_INSTRUCTION, context, QUESTION))
-    ids = tok(chat, add_special_tokens=False)["input_ids"]
-    if len(ids) + new_tokens > model.max_positions:
-        raise Skip(f"{len(ids)} prompt tokens + {new_tokens} > window {model.max_positions}")
-    table = model.decoder.get_input_embeddings()
-    return table(torch.tensor([ids], device=model.device))  # (1, P, d_dec)
-
-
-def timed_decode(decoder: Any, embeds: torch.Tensor, new_tokens: int) -> tuple[float, float]:
-    """Prefill ``embeds`` and decode ``new_tokens`` greedy tokens.
-
-    The prefill computes logits for the last position only, as ``transformers``'
-    ``generate`` does, so no system pays for a (positions x vocabulary) logits matrix.
-
-    Returns:
-        Seconds to the first token, seconds for the remaining ``new_tokens - 1``.
-    """
-    cache_kw, dev = cache_argument(decoder), embeds.device
-    start = time.perf_counter()
-    out = decoder(inputs_embeds=embeds, use_cache=True, **last_logits_only(decoder))
-    token = out.logits[:, -1].argmax(-1, keepdim=True)  # (1, 1)
-    _sync(dev)
-    first = time.perf_counter()
-    for _ in range(new_tokens - 1):
-        out = decoder(input_ids=token, use_cache=True, **{cache_kw: cache_of(out)})
-        token = out.logits[:, -1].argmax(-1, keepdim=True)
-    _sync(dev)
-    return first - start, time.perf_counter() - first
-
-
-@contextlib.contextmanager
-def _base_only(pipe: E2LLMPipeline, on: bool) -> Iterator[None]:
-    off = getattr(pipe.model.decoder, "disable_adapter", None)
-    with off() if on and off is not None else contextlib.nullcontext():
-        yield
+    ids = pipe.chat_ids(text_messages(TEXT_INSTRUCTION, context, QUESTION))
+    if len(ids) + new_tokens > pipe.max_positions:
+        raise Skip(f"{len(ids)} prompt tokens + {new_tokens} > window {pipe.max_positions}")
+    return pipe.profiler.text_inputs(ids)  # (1, P, d_dec)
 
 
 def _prepare(
     pipe: E2LLMPipeline, system: str, text: str, top_k: int
 ) -> Callable[[int], torch.Tensor]:
     """A function of ``new_tokens`` that builds the decoder input: the timed setup part."""
+    soft = pipe.profiler.soft_inputs
     if system == "e2llm_cold":
-        return lambda n: _e2llm_embeds(pipe, pipe.encode([text], progress=False), n)
+        return lambda n: soft(pipe.encode([text], progress=False), QUESTION, n)
     if system == "full":
         return lambda n: _text_embeds(pipe, text, n)
     corpus = pipe.encode([text], progress=False)  # built before timing: an existing index
     if system == "e2llm_warm":
-        return lambda n: _e2llm_embeds(pipe, corpus, n)
+        return lambda n: soft(corpus, QUESTION, n)
     if system == "rag":
         return lambda n: _text_embeds(
             pipe, "\n\n".join(top_chunks(pipe, corpus, QUESTION, top_k)), n
@@ -182,25 +139,18 @@ def measure(
 ) -> Measurement:
     """Time and memory of ``system`` on ``text`` in this process (``repeats`` times)."""
     row = Measurement(system, length, context_tokens=_tokens(pipe, text))
-    used = [pipe.model.decoder] + ([] if system == "full" else [pipe.model.encoder])
-    row.weights_mb = _weights_mb(*used, *([pipe.model.adapter] if "e2llm" in system else []))
+    row.weights_mb = _mb(pipe, system)
     times: list[tuple[float, float, float]] = []
     try:
         build = _prepare(pipe, system, text, cfg.top_k)
         for _ in range(cfg.repeats):
-            with (
-                PeakMemory(pipe.model.device, collect=cfg.isolate) as mem,
-                torch.inference_mode(),
-                pipe.lock,
-                _base_only(pipe, system in ("full", "rag")),
-            ):
-                start = time.perf_counter()
-                embeds = build(cfg.new_tokens)
-                setup = time.perf_counter() - start
-                prefill, decode = timed_decode(pipe.model.decoder, embeds, cfg.new_tokens)
-            times.append((setup + prefill, decode, time.perf_counter() - start))
+            with PeakMemory(pipe.device, collect=cfg.isolate) as mem:
+                run = pipe.profiler.timed_decode(
+                    lambda: build(cfg.new_tokens), cfg.new_tokens, system in ("full", "rag")
+                )
+            times.append((run.ttft_s, run.decode_s, run.wall_s))
             row.peak_mb = max(row.peak_mb or 0.0, mem.peak_mb)
-            row.input_positions, row.memory_method = int(embeds.shape[1]), mem.method
+            row.input_positions, row.memory_method = run.input_positions, mem.method
     except Skip as why:
         row.skipped = str(why)
         return row
@@ -211,7 +161,7 @@ def measure(
 
 
 def _tokens(pipe: E2LLMPipeline, text: str) -> int:
-    return len(pipe.model.tokenizer(text, add_special_tokens=False)["input_ids"])
+    return pipe.tokenizer.count([text])[0]
 
 
 def warm_up(pipe: E2LLMPipeline, system: str, text: str) -> None:
@@ -293,6 +243,6 @@ def haystack_texts(pipe: E2LLMPipeline, haystack: str, lengths: tuple[int, ...])
     text = haystack
     while len(text) < need:
         text += "\n\n" + haystack
-    tok = pipe.model.tokenizer
+    tok = pipe.tokenizer
     ids = tok(text[:need], add_special_tokens=False)["input_ids"]
     return {n: tok.decode(ids[:n]) for n in lengths}

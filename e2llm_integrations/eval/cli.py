@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ..core.io import write_text
 from .common import ModelSource, RunMeta, machine_info, parse_floats, parse_lengths, write_json
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def _cache(args: argparse.Namespace) -> Any:
         return None
     if args.baseline_cache:
         return BaselineCache(args.baseline_cache)
-    from ..core.training.data import DATA_DIR_ENV
+    from ..data import DATA_DIR_ENV
 
     data = args.data_dir or os.environ.get(DATA_DIR_ENV) or "data"
     return BaselineCache(Path(data) / "cache" / "baseline_answers.jsonl")
@@ -91,7 +92,7 @@ def _out_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_niah(args: argparse.Namespace) -> int:
-    from ..core.training.data import load_haystack
+    from ..data import load_haystack
     from .niah import QUICK_NIAH, NiahConfig, run_niah, summarize_niah
     from .plots import niah_heatmap
     from .report import NIAH_FILE, niah_table
@@ -148,7 +149,7 @@ def cmd_qa(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ..core.training.data import load_haystack
+    from ..data import load_haystack
     from .bench import QUICK_BENCH, BenchConfig, haystack_texts, run_bench, with_ratios
     from .plots import bench_plot
     from .report import BENCH_FILE, bench_table
@@ -180,8 +181,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.out == "-":
         print(text)
     else:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text, encoding="utf-8")
+        write_text(args.out, text)
         logger.info("Wrote %s", args.out)
     return 0
 

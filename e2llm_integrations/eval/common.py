@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core import io
 from ..core.config import E2LLMConfig
+from ..core.options import ModelOptions
 
 if TYPE_CHECKING:
     from ..core.pipeline import E2LLMPipeline
@@ -35,6 +37,8 @@ RESULTS_FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class ModelSource:
     """Where the evaluated model comes from.
+
+    ``checkpoint`` and ``device`` are those of :class:`~e2llm_integrations.core.options.ModelOptions`.
 
     Attributes:
         checkpoint: Checkpoint folder; ``None`` is the shipped one (or untrained).
@@ -50,6 +54,7 @@ class ModelSource:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        ModelOptions(self.checkpoint, self.device)  # the core defaults and checks of both
         if self.checkpoint is not None and self.model_config is not None:
             raise ValueError("Pass either --checkpoint or --model-config, not both.")
         if self.threads is not None and self.threads < 1:
@@ -186,12 +191,8 @@ class RunMeta:
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as indented JSON through a temporary file and a rename."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
+    """Write ``data`` as indented JSON, atomically (:func:`.core.io.write_json`)."""
+    out = io.write_json(path, data, indent=1)
     logger.info("Wrote %s", out)
     return out
 

@@ -141,10 +141,9 @@ class Haystack:
             text += "\n\n" + haystack
         text = text[: max_tokens * CHARS_PER_TOKEN + 2000]
         chunks = pipe.chunk([text])
-        counts = pipe.model.tokenizer([c.text for c in chunks], add_special_tokens=False)
         total, keep = 0, 0
-        for ids in counts["input_ids"]:
-            total += len(ids)
+        for count in pipe.tokenizer.count([c.text for c in chunks]):
+            total += count
             keep += 1
             if total >= max_tokens:
                 break
@@ -230,13 +229,12 @@ def plant(
     old = hay.corpus.chunks[i]
     offset = _insertion(old.text, before, counts[i], target)
     new_text = _insert(old.text, offset, needle.sentence)
-    n_enc = len(pipe.model.encoder.tokenizer(new_text, add_special_tokens=False)["input_ids"])
+    n_enc = pipe.encoder_tokenizer.count([new_text])[0]
     new = dataclasses.replace(old, text=new_text, end=old.start + len(new_text), n_tokens=n_enc)
     corpus = _swap_chunk(pipe, hay.corpus, n_chunks, i, new)
     first, last = hay.corpus.chunks[0].start, hay.corpus.chunks[n_chunks - 1].end
     text = hay.text[first : old.start] + new_text + hay.text[old.end : last]
-    tok = pipe.model.tokenizer
-    head = before + len(tok(old.text[:offset], add_special_tokens=False)["input_ids"])
+    head = before + pipe.tokenizer.count([old.text[:offset]])[0]
     return Planted(EvalContext(text, corpus), i, head / max(1, sum(counts)))
 
 
@@ -304,7 +302,7 @@ def run_niah(
         systems = [s for s in cfg.systems if cfg.runs(s, length)]
         for depth in cfg.depths:
             for k, needle in enumerate(needles):
-                reserve = len(pipe.model.tokenizer(f" {needle.sentence} ")["input_ids"])
+                reserve = pipe.tokenizer.count([f" {needle.sentence} "], special_tokens=True)[0]
                 planted = plant(pipe, hay, hay.chunks_for(length, reserve), needle, depth)
                 for name in systems:
                     ans = run_system(

@@ -1,4 +1,4 @@
-"""PNG plots of evaluation results (matplotlib, imported lazily, headless backend)."""
+"""PNG plots of evaluation results and training curves (matplotlib, lazily, headless)."""
 
 from __future__ import annotations
 
@@ -124,3 +124,27 @@ def quality_cost_plot(points: dict[str, list[tuple[str, float, float]]], path: s
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     return _save(fig, plt, path)
+
+
+CURVE_NAME = "loss_curve.png"
+"""File name of the loss curves in a run folder (``e2llm train`` writes it)."""
+
+
+def plot_losses(out_dir: str | Path) -> Path:
+    """Write the loss curves of a run (train per objective, validation) to ``loss_curve.png``."""
+    from ..core.training.run import read_metrics
+
+    plt = _pyplot()
+    records = read_metrics(out_dir)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in ("loss_recon", "loss_qa", "val_loss_recon", "val_loss_qa"):
+        pts = [(r["step"], r[key]) for r in records if key in r]
+        if pts:
+            xs, ys = zip(*pts, strict=True)
+            ax.plot(xs, ys, "o-" if key.startswith("val") else "-", label=key, alpha=0.8, ms=3)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _save(fig, plt, Path(out_dir) / CURVE_NAME)

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..core.metrics import best_score
 from ..core.pipeline import E2LLMPipeline
-from ..core.training.data import Record, load_hotpotqa, load_squad
+from ..data import Record, load_hotpotqa, load_squad
 from .systems import SYSTEMS, BaselineCache, EvalContext, SystemConfig, check_systems, run_system
 
 logger = logging.getLogger(__name__)
@@ -204,11 +204,11 @@ def load_samples(data_dir: str | Path | None, cfg: QAConfig) -> dict[str, list[Q
 
 def token_counter(pipe: E2LLMPipeline) -> Counter:
     """Decoder tokens of a paragraph plus its separator (memoised)."""
-    tok, cache = pipe.model.tokenizer, {}
+    cache: dict[str, int] = {}
 
     def count(text: str) -> int:
         if text not in cache:
-            cache[text] = len(tok(text + SEPARATOR, add_special_tokens=False)["input_ids"])
+            cache[text] = pipe.tokenizer.count([text + SEPARATOR])[0]
         return cache[text]
 
     return count

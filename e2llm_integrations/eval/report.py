@@ -220,7 +220,7 @@ def _section(title: str, path: Path, body: Any, extra: str = "") -> str:
 
 def sweep_section(path: Path) -> str:
     """The chunk-size x soft-tokens sweep (``e2llm sweep``), if it was run."""
-    from ..core.training.sweep import sweep_table
+    from .sweep import sweep_table
 
     title = "## Chunk size x soft tokens per chunk (validation split, equal training budget)"
     if not path.is_file():

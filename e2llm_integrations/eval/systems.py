@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from ..core.corpus import EncodedCorpus
 from ..core.generation import GenerationConfig
+from ..core.options import PrefilterOptions, check_option
 from ..core.pipeline import E2LLMPipeline
 from ..retrieval.faiss_index import ChunkPrefilter
 
@@ -50,6 +51,10 @@ TRUNCATION_SAFETY = 8
 class SystemConfig:
     """Options shared by the systems.
 
+    The evaluation protocol fixes its own values (k = 8, 32-token short answers), not the
+    library defaults of :mod:`~e2llm_integrations.core.options`; it checks them by the
+    core rules.
+
     Attributes:
         top_k: Chunks retrieved for ``rag`` and shown as excerpts by ``hybrid``.
         max_new_tokens: Upper bound on answer tokens.
@@ -61,10 +66,10 @@ class SystemConfig:
     instruction: str = TEXT_INSTRUCTION
 
     def __post_init__(self) -> None:
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}.")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+        if self.top_k is None:
+            raise ValueError("top_k must be a number of chunks >= 1 for the rag systems.")
+        check_option(PrefilterOptions, "top_k", self.top_k)
+        check_option(GenerationConfig, "max_new_tokens", self.max_new_tokens)
 
 
 @dataclass
@@ -160,9 +165,9 @@ class BaselineCache:
     ) -> str:
         parts = [
             parse_system(name, cfg.top_k),
-            pipe.model.config.decoder.name_or_path,
+            pipe.config.decoder.name_or_path,
             pipe.fingerprint,
-            pipe.model.max_positions,
+            pipe.max_positions,
             cfg.instruction,
             cfg.max_new_tokens,
             question,
@@ -201,6 +206,8 @@ def text_messages(instruction: str, context: str, question: str) -> list[dict[st
 def truncate_middle(tokenizer: Any, text: str, max_tokens: int) -> tuple[str, bool]:
     """Keep the first and last ``max_tokens // 2`` tokens of ``text`` (LongBench's rule).
 
+    ``tokenizer`` is a Hugging Face tokenizer or ``pipeline.tokenizer`` (thread-safe).
+
     Returns:
         The (possibly) shortened text and whether anything was cut.
     """
@@ -218,28 +225,19 @@ def truncate_middle(tokenizer: Any, text: str, max_tokens: int) -> tuple[str, bo
 
 def text_budget(pipe: E2LLMPipeline, question: str, cfg: SystemConfig) -> int:
     """Context tokens that fit the base decoder's window next to the prompt and answer."""
-    from ..core.prompt import render_chat
-
-    tok = pipe.model.tokenizer
-    empty = render_chat(tok, text_messages(cfg.instruction, "", question))
-    overhead = len(tok(empty, add_special_tokens=False)["input_ids"]) + 1
-    return pipe.model.max_positions - overhead - cfg.max_new_tokens - TRUNCATION_SAFETY
+    overhead = len(pipe.chat_ids(text_messages(cfg.instruction, "", question))) + 1
+    return pipe.max_positions - overhead - cfg.max_new_tokens - TRUNCATION_SAFETY
 
 
 def generate_text(
     pipe: E2LLMPipeline, context: str, question: str, cfg: SystemConfig
 ) -> tuple[str, int, bool]:
     """The plain base decoder on text: (answer, input positions, truncated)."""
-    context, cut = truncate_middle(pipe.model.tokenizer, context, text_budget(pipe, question, cfg))
+    context, cut = truncate_middle(pipe.tokenizer, context, text_budget(pipe, question, cfg))
     messages = text_messages(cfg.instruction, context, question)
     gen = GenerationConfig(max_new_tokens=cfg.max_new_tokens)
-    pieces, positions = [], 0
-    with pipe.lock:
-        for piece in pipe.model.stream_text(messages, gen, base_only=True):
-            pieces.append(piece.text)
-            if piece.usage is not None:
-                positions = piece.usage.input_positions
-    return "".join(pieces), positions, cut
+    stream = pipe.stream_text(messages, gen)
+    return "".join(piece.text for piece in stream), stream.usage.input_positions, cut
 
 
 def top_chunks(pipe: E2LLMPipeline, corpus: EncodedCorpus, question: str, top_k: int) -> list[str]:

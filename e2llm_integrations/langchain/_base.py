@@ -7,8 +7,7 @@ into LangChain's ``_generate`` / ``_stream`` / ``_astream`` with usage and metad
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,28 +17,30 @@ from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .._fields import core_field, core_validator
+from ..core.backend import BackendName, BackendOptions, backend_pipeline
 from ..core.expansion import Source
-from ..core.generation import GenerationChunk, GenerationConfig, Usage
+from ..core.generation import GenerationConfig, Usage
+from ..core.options import ModelOptions
 from ..core.pipeline import E2LLMPipeline
 from ..core.registry import get_pipeline
-
-_DONE = object()
+from ..core.runtime import TokenStream, aiter_in_thread
 
 
 class PipelineSource(BaseModel):
-    """Where a LangChain component gets its E2LLM pipeline: ``checkpoint``/``device`` or one given."""
+    """Where a LangChain component gets its E2LLM pipeline: the core ``ModelOptions`` or one given."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    checkpoint: str | None = Field(
-        default=None,
-        description="E2LLM checkpoint folder; None uses the shipped default checkpoint.",
-    )
-    device: str | None = Field(
-        default=None, description="Torch device ('cpu', 'cuda', ...); None picks CUDA if present."
-    )
+    checkpoint: str | None = core_field(ModelOptions, "checkpoint")
+    device: str | None = core_field(ModelOptions, "device")
+    trust_remote_code: bool | None = core_field(ModelOptions, "trust_remote_code")
+    _check_model_options = core_validator(ModelOptions, "checkpoint", "device", "trust_remote_code")
+    backend: BackendName = core_field(BackendOptions, "backend")
+    base_url: str | None = core_field(BackendOptions, "base_url")
+    _check_backend = core_validator(BackendOptions, "backend")
     pipeline: E2LLMPipeline | None = Field(
         default=None,
         exclude=True,
@@ -57,14 +58,31 @@ class PipelineSource(BaseModel):
         return cls(checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
 
     def get_pipeline(self) -> E2LLMPipeline:
-        """The injected pipeline, or the shared one for ``checkpoint``/``device`` (loads once)."""
+        """The injected pipeline, or the shared one for the model options (loads once)."""
         if self.pipeline is not None:
             return self.pipeline
-        return get_pipeline(self.checkpoint, self.device)
+        options = self.backend_options
+        if options.remote:  # the decoder runs in vLLM: a pipeline of its own
+            return backend_pipeline(self.checkpoint, self.device, self.trust_remote_code, options)
+        return get_pipeline(self.checkpoint, self.device, self.trust_remote_code)
+
+    @property
+    def backend_options(self) -> BackendOptions:
+        """Where the decoder runs (``backend``, ``base_url``; see ``docs/SERVING.md``)."""
+        return BackendOptions(backend=self.backend, base_url=self.base_url)
+
+    @model_validator(mode="after")
+    def _check_backend_options(self) -> Any:
+        self.backend_options  # noqa: B018  (raises for base_url without backend="vllm")
+        return self
 
 
 class PipelineChatModel(PipelineSource, BaseChatModel):
-    """Fields, tracing params and (a)sync generation shared by the pipeline chat models."""
+    """Fields, tracing params and (a)sync generation shared by the pipeline chat models.
+
+    The decoding fields are the core ``GenerationConfig`` (defaults and checks); LangChain
+    names ``max_new_tokens`` ``max_tokens``, and ``stop=None`` means no stop strings.
+    """
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
@@ -78,11 +96,14 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
         alias="model",
         description="Name reported in metadata and traces; defaults to one made from checkpoint.",
     )
-    temperature: float = Field(default=0.0, ge=0.0, description="0 decodes greedily.")
-    max_tokens: int = Field(default=256, gt=0, description="Maximum tokens to generate.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    stop: list[str] | None = Field(default=None, description="Strings that end generation.")
-    seed: int | None = Field(default=None, description="Sampling seed; None is not reproducible.")
+    temperature: float = core_field(GenerationConfig, "temperature")
+    max_tokens: int = core_field(GenerationConfig, "max_new_tokens")
+    top_p: float = core_field(GenerationConfig, "top_p")
+    stop: list[str] | None = core_field(GenerationConfig, "stop", default=None)
+    seed: int | None = core_field(GenerationConfig, "seed")
+    _check_generation = core_validator(
+        GenerationConfig, "temperature", "top_p", "stop", "seed", max_tokens="max_new_tokens"
+    )
     streaming: bool = Field(default=False, description="Generate through the streaming path.")
 
     @property
@@ -145,7 +166,7 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
 
     def _open(
         self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]
-    ) -> tuple[Iterator[GenerationChunk], int]:
+    ) -> tuple[TokenStream, int]:
         """Validate a call; return the core token stream and its decoder input positions."""
         raise NotImplementedError
 
@@ -189,25 +210,26 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         stream, pending = self._open(messages, stop, kwargs)
-        for piece in stream:
-            if piece.usage is None:
-                usage = usage_metadata(pending, 0) if pending else None
-                chunk = ChatGenerationChunk(
-                    message=AIMessageChunk(content=piece.text, usage_metadata=usage)
+        with contextlib.closing(stream):  # a stream left early stops decoding at once
+            for piece in stream:
+                if piece.usage is None:
+                    usage = usage_metadata(pending, 0) if pending else None
+                    chunk = ChatGenerationChunk(
+                        message=AIMessageChunk(content=piece.text, usage_metadata=usage)
+                    )
+                    pending = 0  # input tokens go on the first chunk only
+                    if run_manager:
+                        run_manager.on_llm_new_token(piece.text, chunk=chunk)
+                    yield chunk
+                    continue
+                finish = piece.finish_reason or "stop"
+                last = AIMessageChunk(
+                    content="",
+                    chunk_position="last",
+                    usage_metadata=usage_metadata(pending, piece.usage.output_tokens),
+                    response_metadata=self.response_metadata(finish, piece.usage, piece.sources),
                 )
-                pending = 0  # input tokens go on the first chunk only
-                if run_manager:
-                    run_manager.on_llm_new_token(piece.text, chunk=chunk)
-                yield chunk
-                continue
-            finish = piece.finish_reason or "stop"
-            last = AIMessageChunk(
-                content="",
-                chunk_position="last",
-                usage_metadata=usage_metadata(pending, piece.usage.output_tokens),
-                response_metadata=self.response_metadata(finish, piece.usage, piece.sources),
-            )
-            yield ChatGenerationChunk(message=last, generation_info={"finish_reason": finish})
+                yield ChatGenerationChunk(message=last, generation_info={"finish_reason": finish})
 
     async def _astream(
         self,
@@ -216,44 +238,13 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        # The sync stream holds the pipeline's lock across tokens, so it must run start to
-        # end on one thread; chunks cross to the event loop through a queue.
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def post(item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # the loop closed: nobody is listening any more
-                cancel.set()
-
-        def produce() -> None:
-            stream = self._stream(messages, stop, None, **kwargs)
-            try:
-                for chunk in stream:
-                    if cancel.is_set():
-                        break
-                    post(chunk)
-            except Exception as err:  # re-raised on the event loop
-                post(err)
-            finally:
-                close = getattr(stream, "close", None)
-                if close is not None:  # release the pipeline lock on this thread
-                    close()
-                post(_DONE)
-
-        worker = loop.run_in_executor(None, produce)
-        try:
-            while (item := await queue.get()) is not _DONE:
-                if isinstance(item, Exception):
-                    raise item
-                if run_manager and item.text:
-                    await run_manager.on_llm_new_token(item.text, chunk=item)
-                yield item
-            await worker
-        finally:
-            cancel.set()
+        # The sync stream runs in a worker thread; its chunks cross to the event loop.
+        chunks = aiter_in_thread(lambda: self._stream(messages, stop, None, **kwargs))
+        async with contextlib.aclosing(chunks):  # leaving early stops the worker
+            async for chunk in chunks:
+                if run_manager and chunk.text:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
 
 
 def usage_metadata(input_tokens: int, output_tokens: int) -> UsageMetadata:

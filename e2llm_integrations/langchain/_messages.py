@@ -9,16 +9,16 @@ Rules (documented on :class:`~e2llm_integrations.langchain.E2LLMChat`):
   whose ``extras`` carry :data:`CORPUS_KEY` points at chunks already encoded by
   ``E2LLMDocumentCompressor``. A block's ``id`` (for a ``Document``: its ``id``, else
   ``metadata["source"]``, see :func:`document_id`) names the document in citations.
-* **Stuffed prompts**: when the question is longer than ``auto_context_chars`` and no
-  document was given as a block, it is split with :func:`split_stuffed_prompt`: the last
-  paragraph is the question, everything before it is a document.
+* **Stuffed prompts**: when the question is longer than ``auto_context_chars``, it is
+  split by the core rule (:func:`~e2llm_integrations.core.prompt.split_prompt`, the one
+  the LlamaIndex wrapper uses too): a fenced template's context, else everything before
+  the last paragraph (line, sentence) is a document.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,13 +32,8 @@ from langchain_core.messages import (
     SystemMessage,
 )
 
+from ..core.prompt import split_prompt
 from ._runtime import CORPUS_KEY
-
-_SEPARATORS = (r"\n[ \t]*\n\s*", r"\s*\n\s*", r"(?<=[.!?])\s+")
-"""Where a stuffed prompt may be cut, tried in order: blank line, line break, sentence end."""
-
-_ANSWER_CUE = re.compile(r"\W*(\w+\W*){0,2}:\s*")
-"""A trailing cue such as ``Answer:`` or ``Helpful Answer:``; it stays with the question."""
 
 _ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant"}
 
@@ -74,21 +69,16 @@ class ChatRequest:
 def split_stuffed_prompt(text: str) -> tuple[str, str] | None:
     """Split a long prompt into ``(context, question)``, or ``None`` if it cannot be cut.
 
-    The question is the last paragraph (else the last line, else the last sentence);
-    a trailing answer cue like ``Answer:`` is kept together with the text before it.
+    The core rule (:func:`~e2llm_integrations.core.prompt.split_prompt`) at any length:
+    a fenced template's context and query, else the last paragraph (else line, else
+    sentence) is the question; a trailing answer cue like ``Answer:`` stays with it.
 
     Example:
         >>> split_stuffed_prompt("Long context.\\n\\nQuestion: Who?\\nAnswer:")
         ('Long context.', 'Question: Who?\\nAnswer:')
     """
-    body = text.strip()
-    for pattern in _SEPARATORS:
-        cuts = list(re.finditer(pattern, body))
-        for match in reversed(cuts):
-            context, question = body[: match.start()].rstrip(), body[match.end() :]
-            if context and not _ANSWER_CUE.fullmatch(question):
-                return context, question
-    return None
+    split = split_prompt(text, long_chars=0)
+    return (split.context, split.question) if split.context else None
 
 
 def _role(message: BaseMessage, position: int) -> str:
@@ -216,10 +206,10 @@ def parse_messages(
             "{'type': 'text', 'text': 'What does the report conclude?'}."
         )
     if auto_context_chars is not None and len(question) > auto_context_chars:
-        split = split_stuffed_prompt(question)
-        if split is not None:
-            sources.append(DocumentSource(text=split[0]))
-            question = split[1]
+        split = split_prompt(question, long_chars=auto_context_chars)
+        if split.context:
+            sources.append(DocumentSource(text=split.context))
+            question = split.question
     joined = "\n\n".join(s for s in system if s.strip()) or None
     return ChatRequest(question, joined, _merge_turns(turns[:start]), sources)
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from langchain_core.messages import BaseMessage
 
-from ..core.generation import GenerationChunk
-from ..core.pipeline import E2LLMPipeline
-from ..core.prompt import render_chat
+from ..core.runtime import TokenStream
 from ._base import PipelineChatModel
 from ._messages import parse_messages
 
@@ -38,16 +35,11 @@ class PlainDecoderChat(PipelineChatModel):
 
     def _open(
         self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]
-    ) -> tuple[Iterator[GenerationChunk], int]:
+    ) -> tuple[TokenStream, int]:
         gen = self.generation_config(stop, options)
         turns = chat_turns(messages)
-        pipeline = self.get_pipeline()
-        with pipeline.lock:
-            tokenizer = pipeline.model.tokenizer
-            n_input = len(
-                tokenizer(render_chat(tokenizer, turns), add_special_tokens=False)["input_ids"]
-            )
-        return _locked(pipeline, pipeline.model.stream_text(turns, gen, base_only=True)), n_input
+        stream = self.get_pipeline().stream_text(turns, gen)  # over the window: ValueError
+        return stream, stream.usage.input_positions
 
 
 def chat_turns(messages: list[BaseMessage]) -> list[dict[str, str]]:
@@ -62,10 +54,3 @@ def chat_turns(messages: list[BaseMessage]) -> list[dict[str, str]]:
     question = "\n\n".join([*docs, request.question])
     turns = [{"role": "system", "content": request.system}] if request.system else []
     return [*turns, *request.history, {"role": "user", "content": question}]
-
-
-def _locked(
-    pipeline: E2LLMPipeline, stream: Iterator[GenerationChunk]
-) -> Iterator[GenerationChunk]:
-    with pipeline.lock:
-        yield from stream

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import torch
 from langchain_core.messages import BaseMessage
-from pydantic import Field, field_validator
+from pydantic import Field
 
+from .._fields import core_field, core_validator
 from ..core.corpus import EncodedCorpus
-from ..core.expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k
-from ..core.generation import GenerationChunk, Usage
+from ..core.expansion import Source
+from ..core.generation import Usage
+from ..core.options import ExpansionOptions
 from ..core.pipeline import E2LLMPipeline
+from ..core.prompt import LONG_PROMPT_CHARS
+from ..core.runtime import TokenStream
 from ._base import PipelineChatModel
 from ._messages import DocumentSource, parse_messages, sources_from_documents
-from ._runtime import cited_as, empty_corpus, encode_texts, expanded_stream, stored_corpus
+from ._runtime import stored_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -69,22 +72,13 @@ class E2LLMChat(PipelineChatModel):
     }
 
     auto_context_chars: int | None = Field(
-        default=2000,
+        default=LONG_PROMPT_CHARS,
         gt=0,
-        description="A last human turn longer than this is split into context + question; "
-        "None disables the split.",
+        description="A last human turn longer than this is split into context + question "
+        "(core.prompt.split_prompt); None disables the split.",
     )
-    expand_top_k: int | None = Field(
-        default=None,
-        description="Chunks most similar to the question also shown as raw text (selective "
-        "expansion, cited in response_metadata['sources']); None: the default "
-        f"({DEFAULT_EXPAND_TOP_K}), 0: soft tokens only.",
-    )
-
-    @field_validator("expand_top_k", mode="before")
-    @classmethod
-    def _check_expand_top_k(cls, value: Any) -> Any:
-        return value if value is None else check_top_k(value)
+    expand_top_k: int | None = core_field(ExpansionOptions, "expand_top_k")
+    _check_expansion = core_validator(ExpansionOptions, "expand_top_k")
 
     @property
     def _llm_type(self) -> str:
@@ -106,7 +100,7 @@ class E2LLMChat(PipelineChatModel):
 
     def _open(
         self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]
-    ) -> tuple[Iterator[GenerationChunk], int]:
+    ) -> tuple[TokenStream, int]:
         gen = self.generation_config(stop, options)
         top_k = options.get("expand_top_k", self.expand_top_k)
         request = parse_messages(messages, self.auto_context_chars)
@@ -116,18 +110,10 @@ class E2LLMChat(PipelineChatModel):
         pipeline = self.get_pipeline()
         corpus = build_corpus(pipeline, sources)
         prompt = {"system": request.system, "history": request.history}
-        stream, _, shown = expanded_stream(pipeline, corpus, request.question, gen, top_k, **prompt)
-        return stream, input_positions(pipeline, corpus, request.question, shown)
-
-
-def input_positions(
-    pipeline: E2LLMPipeline, corpus: EncodedCorpus, question: str, prompt: dict[str, Any]
-) -> int:
-    """Decoder input positions a call will use: prompt tokens (excerpts too) + soft tokens."""
-    model = pipeline.model
-    with pipeline.lock, torch.inference_mode():
-        n_soft = model.soft_tokens(corpus.features, corpus.mask).shape[0]
-        return len(model.prompt(question, **prompt)) + int(n_soft)
+        # Prepared before the first token, so the input positions are known up front.
+        corpus, shown, kwargs = pipeline.prepare(corpus, request.question, gen, top_k, **prompt)
+        stream = pipeline.stream_prepared(corpus, shown, request.question, gen, kwargs)
+        return stream, stream.usage.input_positions
 
 
 def _stored(pipeline: E2LLMPipeline, source: DocumentSource) -> EncodedCorpus | None:
@@ -158,15 +144,15 @@ def build_corpus(pipeline: E2LLMPipeline, sources: Sequence[DocumentSource]) -> 
     parts: list[EncodedCorpus | None] = [_stored(pipeline, s) for s in sources]
     missing = [i for i, part in enumerate(parts) if part is None]
     if missing:
-        encoded = encode_texts(pipeline, [_titled(sources[i]) for i in missing])
+        encoded = pipeline.encode_texts([_titled(sources[i]) for i in missing])
         for i, corpus in zip(missing, encoded, strict=True):
             parts[i] = corpus
     kept = [
-        cited_as(part, source.doc_id if source.doc_id is not None else str(i))
+        part.cited_as(source.doc_id if source.doc_id is not None else str(i))
         for i, (source, part) in enumerate(zip(sources, parts, strict=True))
         if part is not None and len(part)
     ]
-    return EncodedCorpus.concat(kept) if kept else empty_corpus(pipeline)
+    return EncodedCorpus.concat(kept) if kept else pipeline.empty_corpus()
 
 
 def _titled(source: DocumentSource) -> str:

@@ -8,13 +8,14 @@ from collections.abc import Sequence
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import Field
 
+from .._fields import core_field, core_validator
 from ..core.corpus import EncodedCorpus
+from ..core.options import PrefilterOptions
 from ..core.pipeline import E2LLMPipeline
 from ..retrieval.faiss_index import ChunkPrefilter, ScoredChunk
 from ._base import PipelineSource
-from ._runtime import CORPUS_KEY, CORPUS_STORE, encode_texts, stored_corpus
+from ._runtime import CORPUS_KEY, CORPUS_STORE, stored_corpus
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +49,9 @@ class E2LLMDocumentCompressor(PipelineSource, BaseDocumentCompressor):
         >>> E2LLMChat().invoke("Who founded the company?", documents=docs)  # doctest: +SKIP
     """
 
-    top_k: int | None = Field(
-        default=None, gt=0, description="Keep at most this many chunks over all documents."
-    )
-    score_threshold: float | None = Field(
-        default=None,
-        ge=-1.0,
-        le=1.0,
-        description="Keep only chunks whose cosine similarity to the query is at least this.",
-    )
+    top_k: int | None = core_field(PrefilterOptions, "top_k")
+    score_threshold: float | None = core_field(PrefilterOptions, "score_threshold")
+    _check_prefilter_options = core_validator(PrefilterOptions, "top_k", "score_threshold")
 
     @property
     def prefilter(self) -> ChunkPrefilter | None:
@@ -115,9 +110,8 @@ def encode_documents(pipeline: E2LLMPipeline, documents: Sequence[Document]) -> 
     else encoded (all such documents together, in one pass)."""
     corpora = [stored_corpus(pipeline, doc.metadata.get(CORPUS_KEY)) for doc in documents]
     missing = [i for i, c in enumerate(corpora) if c is None]
-    encoded = (
-        encode_texts(pipeline, [documents[i].page_content for i in missing]) if missing else []
-    )
+    texts = [documents[i].page_content for i in missing]
+    encoded = pipeline.encode_texts(texts) if missing else []
     for i, corpus in zip(missing, encoded, strict=True):
         corpora[i] = corpus
     return [c for c in corpora if c is not None]

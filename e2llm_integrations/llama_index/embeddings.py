@@ -74,9 +74,10 @@ class SentenceTransformerEmbedding(BaseEmbedding):
     @property
     def dimension(self) -> int:
         """Embedding width."""
+        model = self.model
         getter = (
-            getattr(self.model, "get_embedding_dimension", None)
-            or self.model.get_sentence_embedding_dimension
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
         )
         return int(getter())
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import nullcontext
 from typing import Any
 
-import torch
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -27,19 +25,21 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 from typing_extensions import Self
 
+from .._fields import core_field, core_validator
 from ..core.corpus import EncodedCorpus
-from ..core.expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k
-from ..core.generation import GenerationChunk, GenerationConfig, Usage, stream_tokens
+from ..core.expansion import Source
+from ..core.generation import GenerationChunk, GenerationConfig, Usage
+from ..core.options import ExpansionOptions
 from ..core.pipeline import E2LLMPipeline
-from ..core.registry import get_pipeline
+from ..core.prompt import split_prompt
+from ..core.runtime import aiter_in_thread
 from ..retrieval.faiss_index import ChunkPrefilter
-from ._common import aiter_in_thread, aprime, prime, split_prompt
-from .postprocessors import empty_corpus
+from ._common import PipelineFields, PrefilterFields, aprime, prime
 
 logger = logging.getLogger(__name__)
 
@@ -56,51 +56,36 @@ def context_window(pipeline: E2LLMPipeline, num_output: int) -> int:
     ``(decoder window - prompt - question reserve - num_output)`` soft positions, each
     standing for ``chunk_tokens / tokens_per_chunk`` raw tokens, times :data:`CHUNK_FILL`.
     """
-    model = pipeline.model
-    prompt = len(model.prompt("?"))
-    room = model.max_positions - prompt - QUESTION_RESERVE - num_output
-    cfg = model.config
+    room = pipeline.max_positions - pipeline.prompt_positions("?") - QUESTION_RESERVE - num_output
+    cfg = pipeline.config
     per_soft = cfg.chunking.chunk_tokens / cfg.encoder.tokens_per_chunk
     return max(0, int(room * per_soft * CHUNK_FILL))
 
 
-class _PipelineLLM(CustomLLM):
-    """Pipeline loading, decoding options, responses and async plumbing shared by both LLMs."""
+class _PipelineLLM(PipelineFields, CustomLLM):
+    """Pipeline loading, decoding options, responses and async plumbing shared by both LLMs.
 
-    checkpoint: str | None = Field(
-        default=None, description="E2LLM checkpoint folder; None uses the shipped default."
-    )
-    device: str | None = Field(
-        default=None, description="Torch device; None picks CUDA when available, else CPU."
-    )
-    max_new_tokens: int = Field(default=256, gt=0, description="Most tokens generated per call.")
-    temperature: float = Field(default=0.0, ge=0.0, description="0 decodes greedily.")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus mass when sampling.")
-    seed: int | None = Field(default=None, description="Sampling seed; None is unseeded.")
-    stop: list[str] = Field(default_factory=list, description="Strings that end generation.")
+    The decoding fields are the core ``GenerationConfig`` (same names, defaults and
+    checks); ``metadata.num_output`` reports ``max_new_tokens``.
+    """
+
+    max_new_tokens: int = core_field(GenerationConfig, "max_new_tokens")
+    temperature: float = core_field(GenerationConfig, "temperature")
+    top_p: float = core_field(GenerationConfig, "top_p")
+    seed: int | None = core_field(GenerationConfig, "seed")
+    stop: list[str] = core_field(GenerationConfig, "stop", default_factory=list)
+    _check_generation = core_validator(GenerationConfig, *_GENERATION_KEYS)
     is_chat_model: bool = Field(
         default=True, description="Report as a chat model (LlamaIndex then sends chat messages)."
     )
 
-    _pipeline: E2LLMPipeline | None = PrivateAttr(default=None)
     _last_usage: Usage | None = PrivateAttr(default=None)
     _last_sources: list[Source] = PrivateAttr(default_factory=list)
-
-    def __init__(self, pipeline: E2LLMPipeline | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._pipeline = pipeline
 
     @classmethod
     def from_pipeline(cls, pipeline: E2LLMPipeline, **kwargs: Any) -> Self:
         """Wrap an already-loaded pipeline (``kwargs`` set the other fields)."""
         return cls(pipeline=pipeline, **kwargs)
-
-    @property
-    def pipeline(self) -> E2LLMPipeline:
-        """The pipeline, loaded (and shared through the core registry) on first use."""
-        if self._pipeline is None:
-            self._pipeline = get_pipeline(self.checkpoint, self.device)
-        return self._pipeline
 
     def _generation(self, kwargs: dict[str, Any]) -> GenerationConfig:
         """Decoding options from the fields, overridden by matching call keyword arguments."""
@@ -184,11 +169,11 @@ class _PipelineLLM(CustomLLM):
         return await aprime(stream)  # type: ignore[return-value]
 
 
-class E2LLM(_PipelineLLM):
+class E2LLM(PrefilterFields, _PipelineLLM):
     """An E2LLM model as a LlamaIndex LLM: long context in, compressed to one token per chunk.
 
     The last user message (or the prompt) is split into context and question by
-    :func:`~e2llm_integrations.llama_index._common.split_prompt`: LlamaIndex's QA, refine
+    :func:`~e2llm_integrations.core.prompt.split_prompt`: LlamaIndex's QA, refine
     and tree-summarize templates are recognised (so the default ``compact`` query engine
     works), and otherwise the last paragraph is the question and everything before it is
     context. The context is chunked and encoded; system messages and earlier turns pass
@@ -208,25 +193,8 @@ class E2LLM(_PipelineLLM):
         >>> index.as_query_engine(llm=llm).query("Who wrote it?")  # doctest: +SKIP
     """
 
-    top_k: int | None = Field(
-        default=None,
-        gt=0,
-        description="Keep only the k context chunks most similar to the question.",
-    )
-    score_threshold: float | None = Field(
-        default=None, ge=-1.0, le=1.0, description="Keep only context chunks at least this similar."
-    )
-    expand_top_k: int | None = Field(
-        default=None,
-        description="Context chunks most similar to the question also shown as raw text "
-        "(selective expansion, cited in additional_kwargs['sources']); None: the default "
-        f"({DEFAULT_EXPAND_TOP_K}), 0: soft tokens only.",
-    )
-
-    @field_validator("expand_top_k", mode="before")
-    @classmethod
-    def _check_expand_top_k(cls, value: Any) -> Any:
-        return value if value is None else check_top_k(value)
+    expand_top_k: int | None = core_field(ExpansionOptions, "expand_top_k")
+    _check_expansion = core_validator(ExpansionOptions, "expand_top_k")
 
     @classmethod
     def class_name(cls) -> str:
@@ -249,7 +217,7 @@ class E2LLM(_PipelineLLM):
         split = split_prompt(last)
         self._check_question(split.question, cfg)
         pipe = self.pipeline
-        corpus = pipe.encode([split.context]) if split.context.strip() else empty_corpus(pipe)
+        corpus = pipe.encode([split.context]) if split.context.strip() else pipe.empty_corpus()
         corpus = self.prefilter(corpus, split.question)
         top_k = kwargs.get("expand_top_k", self.expand_top_k)
         return pipe.stream(
@@ -264,12 +232,12 @@ class E2LLM(_PipelineLLM):
         return prefilter.filter(self.pipeline, corpus, question)[0]
 
     def _check_question(self, question: str, cfg: GenerationConfig) -> None:
-        model = self.pipeline.model
-        need = len(model.prompt(question)) + cfg.max_new_tokens
-        if need > model.max_positions:
+        pipe = self.pipeline
+        need = pipe.prompt_positions(question) + cfg.max_new_tokens
+        if need > pipe.max_positions:
             raise ValueError(
                 f"The question part of the prompt needs {need} decoder positions (with "
-                f"max_new_tokens={cfg.max_new_tokens}) but the window is {model.max_positions}. "
+                f"max_new_tokens={cfg.max_new_tokens}) but the window is {pipe.max_positions}. "
                 "E2LLM compresses only the context: separate it from the question with a blank "
                 "line (the last paragraph is the question), or shorten the question."
             )
@@ -294,36 +262,17 @@ class PlainDecoderLLM(_PipelineLLM):
     @property
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(
-            context_window=self.pipeline.model.max_positions,
+            context_window=self.pipeline.max_positions,
             num_output=self.max_new_tokens,
             is_chat_model=self.is_chat_model,
-            model_name=f"plain-decoder:{self.pipeline.model.config.decoder.name_or_path}",
+            model_name=f"plain-decoder:{self.pipeline.config.decoder.name_or_path}",
         )
 
     def _stream_messages(
         self, messages: Sequence[ChatMessage], cfg: GenerationConfig, kwargs: dict[str, Any]
     ) -> Iterator[GenerationChunk]:
-        model = self.pipeline.model
         turns = [{"role": _role(m), "content": m.content or ""} for m in messages]
-        text = model.tokenizer.apply_chat_template(
-            turns, tokenize=False, add_generation_prompt=True
-        )
-        ids = model.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) + cfg.max_new_tokens > model.max_positions:
-            raise ValueError(
-                f"The prompt takes {len(ids)} tokens + max_new_tokens={cfg.max_new_tokens}, over "
-                f"the decoder window of {model.max_positions}. Retrieve fewer nodes or use E2LLM."
-            )
-        return self._decode(ids, cfg)
-
-    def _decode(self, ids: list[int], cfg: GenerationConfig) -> Iterator[GenerationChunk]:
-        model = self.pipeline.model
-        no_lora = getattr(model.decoder, "disable_adapter", None)
-        with self.pipeline.lock, no_lora() if no_lora else nullcontext(), torch.inference_mode():
-            table = model.decoder.get_input_embeddings()
-            embeds = table(torch.tensor([ids], device=model.device))  # (1, P, d_dec)
-            usage = Usage(input_positions=len(ids), context_tokens=len(ids))
-            yield from stream_tokens(model.decoder, model.tokenizer, embeds, cfg, usage)
+        return self.pipeline.stream_text(turns, cfg)  # over the window: ValueError now
 
 
 # ---------------------------------------------------------------------- conversions

@@ -13,6 +13,7 @@ nodes (``metadata["e2llm_expanded_node_ids"]``).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -23,13 +24,15 @@ from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.response_synthesizers.base import BaseSynthesizer, QueryTextType
 from llama_index.core.schema import NodeWithScore
+from llama_index.core.settings import Settings
 from llama_index.core.types import RESPONSE_TEXT_TYPE
 
 from ..core.corpus import EncodedCorpus
 from ..core.expansion import Source, check_top_k
 from ..core.generation import GenerationChunk, Usage
 from ..core.pipeline import E2LLMPipeline
-from ._common import aiter_in_thread, aprime, cited_as, expanded_stream, prime
+from ..core.runtime import aiter_in_thread
+from ._common import aprime, prime
 from .llms import E2LLM
 from .postprocessors import check_texts, node_cache
 
@@ -116,6 +119,7 @@ class E2LLMSynthesizer(BaseSynthesizer):
             check_top_k(expand_top_k)
         self._e2llm = llm if llm is not None else _default_llm(pipeline)
         super().__init__(llm=self._e2llm, callback_manager=callback_manager, streaming=streaming)
+        stand_in_for_settings_llm(self._e2llm)
         self._system_prompt = system_prompt
         self._on_empty = on_empty
         self._expand_top_k = expand_top_k
@@ -156,7 +160,7 @@ class E2LLMSynthesizer(BaseSynthesizer):
         parts = node_cache(self.pipeline).encode(text_chunks)
         names = [str(i) for i in range(len(parts))] if node_ids is None else list(node_ids)
         return EncodedCorpus.concat(
-            [cited_as(part, name) for part, name in zip(parts, names, strict=True)]
+            [part.cited_as(name) for part, name in zip(parts, names, strict=True)]
         )
 
     def _stream(
@@ -165,9 +169,10 @@ class E2LLMSynthesizer(BaseSynthesizer):
         node_ids = record.node_ids if record is not None else None
         corpus = self._e2llm.prefilter(self.encode_nodes(text_chunks, node_ids), query_str)
         cfg = self._e2llm._generation({})
-        stream, sources = expanded_stream(
-            self.pipeline, corpus, query_str, cfg, self.expand_top_k, system=self._system_prompt
-        )
+        pipe, prompt = self.pipeline, {"system": self._system_prompt}
+        # Prepared before the first token, so a streaming response carries the sources.
+        corpus, sources, kwargs = pipe.prepare(corpus, query_str, cfg, self.expand_top_k, **prompt)
+        stream = pipe.stream_prepared(corpus, sources, query_str, cfg, kwargs)
         if record is not None:
             record.sources = sources
         return prime(self._track(stream))
@@ -235,6 +240,32 @@ class E2LLMSynthesizer(BaseSynthesizer):
     def _check_nodes(self, nodes: list[NodeWithScore]) -> None:
         if not nodes and self._on_empty == "raise":
             check_texts([])  # raises the "no nodes" ValueError
+
+
+def stand_in_for_settings_llm(llm: E2LLM) -> bool:
+    """Make ``llm`` LlamaIndex's ``Settings.llm`` where none is set and none can load.
+
+    ``index.as_query_engine(response_synthesizer=...)`` reads ``Settings.llm`` before it
+    looks at the synthesizer, and LlamaIndex's default there is OpenAI, which fails when
+    ``llama-index-llms-openai`` is not installed. So in that case only (nothing set, no
+    OpenAI integration) the synthesizer's E2LLM takes the place; ``Settings.llm`` set by
+    the user, or a loadable default, is never replaced. Returns whether it took the place.
+    """
+    if getattr(Settings, "_llm", None) is not None or _openai_installed():
+        return False
+    Settings.llm = llm
+    logger.info(
+        "No Settings.llm is set and llama-index-llms-openai is not installed: using this "
+        "E2LLM as Settings.llm (set Settings.llm yourself, or use create_e2llm_query_engine)."
+    )
+    return True
+
+
+def _openai_installed() -> bool:
+    try:
+        return importlib.util.find_spec("llama_index.llms.openai") is not None
+    except ModuleNotFoundError:  # not even the llama_index.llms namespace
+        return False
 
 
 def _default_llm(pipeline: E2LLMPipeline | None) -> E2LLM:

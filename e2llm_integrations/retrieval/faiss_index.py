@@ -13,6 +13,7 @@ import torch
 
 from ..core.corpus import EncodedCorpus
 from ..core.encoder import sentence_embeddings as chunk_keys
+from ..core.options import PrefilterOptions
 from ..core.pipeline import E2LLMPipeline
 
 
@@ -52,14 +53,14 @@ class ChunkPrefilter:
     """
 
     def __init__(self, top_k: int | None = None, score_threshold: float | None = None) -> None:
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1 or None, got {top_k}.")
-        if score_threshold is not None and not -1.0 <= score_threshold <= 1.0:
-            raise ValueError(
-                f"score_threshold is a cosine similarity in [-1, 1], got {score_threshold}."
-            )
-        self.top_k = top_k
-        self.score_threshold = score_threshold
+        options = PrefilterOptions(top_k, score_threshold)  # the one check of both
+        self.top_k = options.top_k
+        self.score_threshold = options.score_threshold
+
+    @classmethod
+    def from_options(cls, options: PrefilterOptions) -> ChunkPrefilter | None:
+        """The prefilter for ``options``, or ``None`` when they keep every chunk."""
+        return cls(options.top_k, options.score_threshold) if options.active else None
 
     def scores(
         self, corpus: EncodedCorpus, query_features: torch.Tensor, query_mask: torch.Tensor
@@ -95,7 +96,5 @@ class ChunkPrefilter:
         Returns:
             The reduced corpus (document order) and the kept chunks' scores.
         """
-        with pipeline.lock:
-            q_feats, q_mask = pipeline.model.encoder.encode([question])
-        kept = self.select(corpus, q_feats, q_mask)
+        kept = self.select(corpus, *pipeline.query_features(question))
         return corpus.select([c.index for c in kept]), kept

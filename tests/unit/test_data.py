@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from e2llm_integrations import data
 from e2llm_integrations.cli import build_parser, main
-from e2llm_integrations.core.training import data
-from e2llm_integrations.core.training.sources import (
+from e2llm_integrations.data import datacard, preparation
+from e2llm_integrations.data.sources import (
     ESSAYS_MEMBER,
     GENSIM,
     HOTPOT_MEMBER,
@@ -99,20 +100,20 @@ def prepared(tmp_path: Path) -> Path:
 
 def test_rank_split_is_deterministic_and_exact() -> None:
     ids = [f"id{i}" for i in range(50)]
-    first = data.rank_split(ids, 10, 5)
-    assert data.rank_split(list(reversed(ids)), 10, 5) == first  # order-independent
+    first = preparation.rank_split(ids, 10, 5)
+    assert preparation.rank_split(list(reversed(ids)), 10, 5) == first  # order-independent
     assert sorted(first.values()).count("test") == 10
     assert sorted(first.values()).count("val") == 5
-    ranked = sorted(ids, key=data.split_key)
+    ranked = sorted(ids, key=preparation.split_key)
     assert {first[i] for i in ranked[:10]} == {"test"}
-    assert data.rank_split(ids, 10, 5, salt="other") != first
+    assert preparation.rank_split(ids, 10, 5, salt="other") != first
 
 
 def test_rank_split_rejects_bad_requests() -> None:
     with pytest.raises(ValueError, match="unique"):
-        data.rank_split(["a", "a", "b"], 1, 0)
+        preparation.rank_split(["a", "a", "b"], 1, 0)
     with pytest.raises(ValueError, match="Cannot take"):
-        data.rank_split(["a", "b"], 2, 1)
+        preparation.rank_split(["a", "b"], 2, 1)
 
 
 def test_config_validation() -> None:
@@ -189,7 +190,7 @@ def test_overlap_counts_shared_test_gold_paragraphs() -> None:
         {"id": "b", "question": "Q2", "split": "test", "paragraphs": [para]},
         {"id": "c", "question": "q1", "split": "test", "paragraphs": [{**para, "text": "own"}]},
     ]
-    stats = data.overlap_stats(hotpot)
+    stats = datacard.overlap_stats(hotpot)
     assert stats["hotpotqa_test_gold_paragraphs"] == 2
     assert stats["hotpotqa_test_gold_in_train_paragraphs"] == 1
     assert stats["hotpotqa_test_gold_in_train_gold"] == 0
@@ -217,23 +218,6 @@ def test_quick_ids_keep_their_full_split(
         assert set(quick["hotpotqa"][split]) <= set(full["hotpotqa"][split])
     assert quick["squad"] == full["squad"]
     assert quick["rule"]["quick"] is True
-
-
-def test_atomic_write_keeps_old_file_on_failure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "out.jsonl"
-    data.atomic_write_text(target, "old\n")
-    assert oct(target.stat().st_mode & 0o777) == oct(data.FILE_MODE)
-
-    def broken_replace(src: str, dst: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(data.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
-        data.atomic_write_text(target, "new\n")
-    assert target.read_text() == "old\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
 
 
 def test_loaders_name_the_prepare_command(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from e2llm_integrations.core.training import data
+from e2llm_integrations import data
 from e2llm_integrations.core.training.config import TrainConfig
 from e2llm_integrations.core.training.distributed import Distributed
 from e2llm_integrations.core.training.state import LAST, find_resume

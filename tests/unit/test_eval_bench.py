@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from e2llm_integrations.core.training.data import load_squad
+from e2llm_integrations.data import load_squad
 from e2llm_integrations.eval import bench, bench_worker
 from e2llm_integrations.eval.bench import (
     BenchConfig,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from e2llm_integrations.core.training.data import load_hotpotqa, load_squad
+from e2llm_integrations.data import load_hotpotqa, load_squad
 from e2llm_integrations.eval import qa
 from e2llm_integrations.eval.qa import (
     QAConfig,

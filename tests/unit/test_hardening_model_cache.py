@@ -145,8 +145,12 @@ def test_a_failed_rebuild_leaves_no_half_written_folder(dest: Path) -> None:
 
 
 WORKER = """
-import importlib.util, pathlib, sys, time
-spec = importlib.util.spec_from_file_location("e2llm_models_copy", {models!r})
+import importlib.util, pathlib, sys, time, types
+# models.py and the core.io it imports, without core/__init__ (torch): fast to start.
+package = types.ModuleType("e2llm_core_copy")
+package.__path__ = [str(pathlib.Path({models!r}).parent)]
+sys.modules[package.__name__] = package
+spec = importlib.util.spec_from_file_location("e2llm_core_copy.models", {models!r})
 m = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = m
 spec.loader.exec_module(m)

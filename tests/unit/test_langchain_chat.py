@@ -268,7 +268,7 @@ def test_construction_is_cheap_and_weights_are_shared(
     loads: list[Any] = []
 
     def fake_from_pretrained(
-        checkpoint: Any = None, device: Any = None, config: Any = None
+        checkpoint: Any = None, device: Any = None, config: Any = None, **kwargs: Any
     ) -> E2LLMPipeline:
         loads.append((checkpoint, device))
         time.sleep(0.05)  # widen the race window for concurrent first use

@@ -99,7 +99,7 @@ def test_invoke_cites_what_the_pipeline_expands(tiny_pipeline: E2LLMPipeline, k:
 
 
 def test_default_is_the_core_default(chat: E2LLMChat, tiny_pipeline: E2LLMPipeline) -> None:
-    assert chat.expand_top_k is None
+    assert chat.expand_top_k == DEFAULT_EXPAND_TOP_K
     corpus = tiny_pipeline.encode(TEXTS)
     assert len(corpus) > DEFAULT_EXPAND_TOP_K, "the default must pick, not show everything"
     meta = chat.invoke(QUESTION, documents=_docs()).response_metadata

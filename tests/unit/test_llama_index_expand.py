@@ -62,7 +62,7 @@ def test_complete_cites_what_the_pipeline_expands(tiny_pipeline: E2LLMPipeline, 
 def test_default_and_per_call_values(tiny_pipeline: E2LLMPipeline) -> None:
     llm = E2LLM(pipeline=tiny_pipeline, max_new_tokens=NEW_TOKENS)
     corpus = tiny_pipeline.encode([CONTEXT])
-    assert llm.expand_top_k is None and len(corpus) > DEFAULT_EXPAND_TOP_K
+    assert llm.expand_top_k == DEFAULT_EXPAND_TOP_K and len(corpus) > DEFAULT_EXPAND_TOP_K
     default = llm.complete(PROMPT).additional_kwargs
     assert default["usage"]["expanded_chunks"] == DEFAULT_EXPAND_TOP_K
     _assert_same_sources(default["sources"], _ask(tiny_pipeline, corpus, None))
@@ -188,7 +188,8 @@ def test_synthesizer_uses_the_llm_setting_unless_given_its_own(
     inherited = E2LLMSynthesizer(llm)
     own = E2LLMSynthesizer(llm, expand_top_k=2)
     default = E2LLMSynthesizer(E2LLM(pipeline=tiny_pipeline, max_new_tokens=NEW_TOKENS))
-    assert (inherited.expand_top_k, own.expand_top_k, default.expand_top_k) == (1, 2, None)
+    assert (inherited.expand_top_k, own.expand_top_k) == (1, 2)
+    assert default.expand_top_k == DEFAULT_EXPAND_TOP_K
     retrieved = prose_index.as_retriever(similarity_top_k=3).retrieve(QUESTION)
     corpus = _node_corpus(tiny_pipeline, retrieved)
     for synth, k in ((inherited, 1), (own, 2), (default, None)):

@@ -98,7 +98,7 @@ def test_construction_loads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the pipeline must load lazily")
 
-    monkeypatch.setattr("e2llm_integrations.llama_index.llms.get_pipeline", refuse)
+    monkeypatch.setattr("e2llm_integrations.llama_index._common.get_pipeline", refuse)
     llm = E2LLM(checkpoint="somewhere", max_new_tokens=4)
     assert llm.class_name() == "E2LLM"
     assert llm._pipeline is None

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from e2llm_integrations import data
 from e2llm_integrations.cli import main
-from e2llm_integrations.core.training import data
 from e2llm_integrations.core.training.config import TrainConfig
-from e2llm_integrations.core.training.sweep import (
+from e2llm_integrations.eval.report import render_results
+from e2llm_integrations.eval.sweep import (
     CELL_RESULT,
     SweepCell,
     cell_config,
@@ -19,7 +20,6 @@ from e2llm_integrations.core.training.sweep import (
     run_cell,
     sweep_table,
 )
-from e2llm_integrations.eval.report import render_results
 
 from ..conftest import tiny_config
 from .test_data import CFG, make_wheels, no_download

@@ -1,15 +1,112 @@
-"""Training configuration: one dataclass, loaded from YAML/JSON with unknown keys refused."""
+"""Training configuration: one dataclass, loaded from YAML/JSON with unknown keys refused.
+
+Every field is checked in ``__post_init__`` (type and range, with the fix in the
+message), and the config carries a ``format_version`` that is written with it
+(``train_config.json``, ``e2llm sweep`` results); a file without one is format 1.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import E2LLMConfig, _from_dict
 from ..precision import AUTOCAST_MODES
+
+TRAIN_FORMAT_VERSION = 1
+"""Version of the ``TrainConfig`` format written by this library (absent in a file: 1)."""
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+# Whole-number fields: smallest allowed value and what it means.
+_INTS: dict[str, tuple[int, str]] = {
+    "steps": (1, "optimizer steps in total"),
+    "stage1_steps": (0, "0 skips the adapter-only stage"),
+    "batch_size": (1, "examples per micro-batch"),
+    "grad_accum": (1, "1 means no accumulation"),
+    "warmup_steps": (0, "0 starts at the peak learning rate"),
+    "max_recon_chunks": (1, "chunks reconstructed at once"),
+    "max_target_tokens": (1, "decoder tokens per target"),
+    "hotpot_questions": (0, "0 uses no HotpotQA question"),
+    "recon_texts": (0, "0 uses no reconstruction text"),
+    "eval_every": (1, "steps between validations"),
+    "save_every": (1, "steps between checkpoints"),
+    "val_examples": (1, "validation needs at least one example"),
+    "val_generations": (0, "0 skips the greedy-answer F1"),
+    "seed": (0, "any non-negative number"),
+    "threads": (0, "0 keeps torch's default"),
+}
+# Number fields: lowest value, whether the lowest itself is allowed, highest (None: no bound).
+_FLOATS: dict[str, tuple[float, bool, float | None, str]] = {
+    "lr_adapter": (0.0, False, None, "a peak learning rate such as 1e-3"),
+    "lr_lora": (0.0, False, None, "a peak learning rate such as 2e-4"),
+    "min_lr_ratio": (0.0, True, 1.0, "the cosine floor as a fraction of the peak, e.g. 0.1"),
+    "weight_decay": (0.0, True, None, "0 disables decay; 0.01 is usual"),
+    "max_grad_norm": (0.0, False, None, "the clipping norm, e.g. 1.0"),
+    "recon_ratio": (0.0, True, 1.0, "a fraction of the examples"),
+    "recon_weight": (0.0, True, None, "a loss weight, e.g. 1.0"),
+    "expand_drop_gold": (0.0, True, 1.0, "a probability"),
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, low: int, meaning: str) -> None:
+    if not _is_int(value):
+        raise TypeError(f"{name} must be a whole number ({meaning}), got {value!r}.")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low} ({meaning}), got {value}.")
+
+
+def _check_float(name: str, value: Any, rule: tuple[float, bool, float | None, str]) -> float:
+    low, low_ok, high, meaning = rule
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        hint = " (YAML reads 1e-3 as text: write 1.0e-3)" if isinstance(value, str) else ""
+        raise TypeError(f"{name} must be a number ({meaning}), got {value!r}{hint}.")
+    span = f"{'>=' if low_ok else '>'} {low:g}" + ("" if high is None else f" and <= {high:g}")
+    if not math.isfinite(value) or value < low or (value == low and not low_ok):
+        raise ValueError(f"{name} must be {span} ({meaning}), got {value!r}.")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be {span} ({meaning}), got {value!r}.")
+    return float(value)
+
+
+def _int_list(name: str, value: Any, low: int, example: str) -> list[int]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not value:
+        raise TypeError(
+            f"{name} must be a non-empty list of whole numbers, e.g. {example}; got {value!r}."
+        )
+    if not all(_is_int(v) and v >= low for v in value):
+        raise ValueError(f"{name} must list whole numbers >= {low}, e.g. {example}; got {value!r}.")
+    return list(value)
+
+
+def _check_format(version: Any) -> None:
+    if not _is_int(version) or version < 1:
+        raise ValueError(f"format_version must be a whole number >= 1, got {version!r}.")
+    if version > TRAIN_FORMAT_VERSION:
+        raise ValueError(
+            f"This training config has format_version {version}, newer than the "
+            f"{TRAIN_FORMAT_VERSION} this e2llm-integrations reads; upgrade the package."
+        )
+
+
+def _path(name: str, value: Any, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a folder path (a string), got {value!r}.")
+    if not value.strip():
+        raise ValueError(f"{name} must name a folder, got an empty string.")
+    return value
 
 
 @dataclass
@@ -51,6 +148,17 @@ class TrainConfig:
         init_checkpoint: Start from this checkpoint's adapter and LoRA weights (same base
             models and settings) instead of fresh ones.
         autocast: ``auto`` (bf16 where the CPU/GPU runs it fast), ``bf16`` or ``off``.
+        format_version: Format of this config; files written before it existed are
+            format 1 and load unchanged.
+
+    Example:
+        >>> cfg = TrainConfig(steps=100, stage1_steps=10)
+        >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+        True
+        >>> TrainConfig(lr_adapter=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: lr_adapter must be > 0 (a peak learning rate such as 1e-3), got 0.
     """
 
     model: E2LLMConfig = field(default_factory=E2LLMConfig)
@@ -84,39 +192,45 @@ class TrainConfig:
     expand_drop_gold: float = 0.0
     init_checkpoint: str | None = None
     autocast: str = "auto"
+    format_version: int = TRAIN_FORMAT_VERSION
 
     def __post_init__(self) -> None:
         if isinstance(self.model, dict):
             self.model = E2LLMConfig.from_dict(self.model)
-        for name in ("steps", "batch_size", "grad_accum", "eval_every", "save_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if not 0 <= self.stage1_steps < self.steps:
-            raise ValueError(
-                f"stage1_steps must be in [0, steps={self.steps}), got {self.stage1_steps}."
+        if not isinstance(self.model, E2LLMConfig):
+            raise TypeError(
+                f"model must be an E2LLMConfig or a mapping of its options (encoder, adapter, "
+                f"decoder, chunking), got {type(self.model).__name__}."
             )
-        if not 0.0 <= self.recon_ratio <= 1.0:
-            raise ValueError(f"recon_ratio must be in [0, 1], got {self.recon_ratio}.")
-        if not self.context_tokens or min(self.context_tokens) < 1:
-            raise ValueError("context_tokens must list positive target lengths, e.g. [1024, 4096].")
-        if not self.expand_top_k or min(self.expand_top_k) < 0:
+        _check_format(self.format_version)
+        for name, (low, meaning) in _INTS.items():
+            _check_int(name, getattr(self, name), low, meaning)
+        for name, rule in _FLOATS.items():
+            setattr(self, name, _check_float(name, getattr(self, name), rule))
+        self.data_dir = str(_path("data_dir", self.data_dir))
+        self.out_dir = str(_path("out_dir", self.out_dir))
+        self.init_checkpoint = _path("init_checkpoint", self.init_checkpoint, optional=True)
+        self.context_tokens = _int_list("context_tokens", self.context_tokens, 1, "[1024, 4096]")
+        self.expand_top_k = _int_list("expand_top_k", self.expand_top_k, 0, "[0, 2, 4]")
+        if self.stage1_steps >= self.steps:
             raise ValueError(
-                f"expand_top_k must list excerpt counts >= 0, e.g. [0, 2, 4]; got {self.expand_top_k}."
+                f"stage1_steps must be below steps={self.steps} (stage 2 trains the LoRA), "
+                f"got {self.stage1_steps}; lower it or raise steps."
             )
-        if not 0.0 <= self.expand_drop_gold <= 1.0:
-            raise ValueError(f"expand_drop_gold must be in [0, 1], got {self.expand_drop_gold}.")
-        if self.autocast not in AUTOCAST_MODES:
-            raise ValueError(
-                f"autocast must be one of {', '.join(AUTOCAST_MODES)}, got {self.autocast!r}."
-            )
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}.")
+        for name, allowed in (("device", DEVICES), ("autocast", AUTOCAST_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}."
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping; a newer format is named before its unknown keys are."""
+        if isinstance(data, dict):
+            _check_format(data.get("format_version", TRAIN_FORMAT_VERSION))
         return _from_dict(cls, dict(data))
 
     @classmethod

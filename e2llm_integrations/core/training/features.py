@@ -18,9 +18,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ..checkpoint import atomic_save_tensors, atomic_write_bytes
 from ..chunking import Chunker
 from ..encoder import sentence_embeddings
+from ..io import save_tensors, write_bytes
 from ..model import E2LLMModel
 
 logger = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class ParagraphStore:
 
     def _save(self, root: Path, fingerprint: dict[str, object]) -> None:
         root.mkdir(parents=True, exist_ok=True)
-        atomic_save_tensors(
+        save_tensors(
             {"features": self.features, "mask": self.mask, "offsets": torch.tensor(self.offsets)},
             root / STORE_TENSORS,
         )
@@ -106,7 +106,7 @@ class ParagraphStore:
             "chunk_texts": self.chunk_texts,
             "n_tokens": self.n_tokens,
         }
-        atomic_write_bytes(root / STORE_META, json.dumps(meta).encode())
+        write_bytes(root / STORE_META, json.dumps(meta).encode())
 
     @classmethod
     def _load(cls, root: Path, fingerprint: dict[str, object]) -> ParagraphStore | None:
@@ -153,6 +153,6 @@ def question_keys(model: E2LLMModel, questions: Sequence[str], folder: str | Pat
     logger.info("Encoding %d questions into %s (once)", len(questions), root)
     keys = sentence_embeddings(*model.encoder.encode(list(questions), progress=True))
     root.mkdir(parents=True, exist_ok=True)
-    atomic_save_tensors({"keys": keys.contiguous()}, root / QUERY_TENSORS)
-    atomic_write_bytes(root / QUERY_META, json.dumps(fingerprint).encode())
+    save_tensors({"keys": keys.contiguous()}, root / QUERY_TENSORS)
+    write_bytes(root / QUERY_META, json.dumps(fingerprint).encode())
     return keys

@@ -14,19 +14,20 @@ from typing import Any, Literal
 import torch
 
 from ..checkpoint import CONFIG_NAME, load_weights, read_manifest
+from ..io import atomic_folder, write_json
 from ..model import E2LLMModel
-from . import data
 from .config import TrainConfig
 from .distributed import Distributed
 from .examples import Corpus, ExampleFactory, ExcerptPolicy, build_corpus
 from .features import ParagraphStore, question_keys
+from .prepared import load_hotpotqa, load_recon, load_squad
 from .state import LAST
 from .trainer import METRICS_NAME, Trainer
 
 logger = logging.getLogger(__name__)
 
 RECORD_NAME = "training_record.json"
-CURVE_NAME = "loss_curve.png"
+TRAIN_CONFIG_NAME = "train_config.json"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -37,9 +38,9 @@ def resolve_device(name: str) -> torch.device:
 
 def load_corpus(cfg: TrainConfig, split: Literal["train", "val"]) -> Corpus:
     """Prepared records of ``split`` turned into a paragraph corpus (sizes capped by cfg)."""
-    squad = data.load_squad(cfg.data_dir, split)
-    hotpot = data.load_hotpotqa(cfg.data_dir, split)[: cfg.hotpot_questions]
-    recon = data.load_recon(cfg.data_dir, split)[: cfg.recon_texts]
+    squad = load_squad(cfg.data_dir, split)
+    hotpot = load_hotpotqa(cfg.data_dir, split)[: cfg.hotpot_questions]
+    recon = load_recon(cfg.data_dir, split)[: cfg.recon_texts]
     return build_corpus(_records(squad), _records(hotpot), _records(recon))
 
 
@@ -91,7 +92,8 @@ def init_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
     free = dict(_INIT_FREE)
     if wanted.get("adapter", {}).get("kind") == "pma":  # PMA queries are per soft token
         free["encoder"] = ("max_length", "batch_size")
-    changed, fixed = [], []
+    changed: list[str] = []
+    fixed: list[str] = []
     for section in sorted(set(saved) | set(wanted)):
         a, b = saved.get(section), wanted.get(section)
         if a == b:
@@ -164,7 +166,7 @@ def build_trainer(cfg: TrainConfig, dist: Distributed | None = None) -> Trainer:
     val_specs = [val_factory.example(i) for i in range(cfg.val_examples)]
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     if dist.is_main:
-        (Path(cfg.out_dir) / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        write_json(Path(cfg.out_dir) / TRAIN_CONFIG_NAME, cfg.to_dict())
     logger.info(
         "Training on %d paragraphs (%d chunks), %d QA items, %d recon texts",
         len(train.paragraphs),
@@ -178,32 +180,6 @@ def build_trainer(cfg: TrainConfig, dist: Distributed | None = None) -> Trainer:
 def read_metrics(out_dir: str | Path) -> list[dict[str, Any]]:
     path = Path(out_dir) / METRICS_NAME
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def plot_losses(out_dir: str | Path) -> Path:
-    """Write the loss curves (train per objective, validation) to ``loss_curve.png``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    records = read_metrics(out_dir)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key in ("loss_recon", "loss_qa", "val_loss_recon", "val_loss_qa"):
-        pts = [(r["step"], r[key]) for r in records if key in r]
-        if pts:
-            xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, "o-" if key.startswith("val") else "-", label=key, alpha=0.8, ms=3)
-    ax.set_xlabel("step")
-    ax.set_ylabel("cross-entropy")
-    ax.set_yscale("log")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    out = Path(out_dir) / CURVE_NAME
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
 
 
 def training_record(cfg: TrainConfig) -> dict[str, Any]:
@@ -231,15 +207,10 @@ def export(cfg: TrainConfig, dest: str | Path) -> Path:
     src = Path(cfg.out_dir) / LAST
     read_manifest(src)  # refuses a corrupt or incomplete checkpoint
     out = Path(dest)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     manifest = json.loads((src / CONFIG_NAME).read_text())
-    for name in [CONFIG_NAME, *manifest["files"]]:
-        shutil.copy2(src / name, tmp / name)
-    (tmp / RECORD_NAME).write_text(json.dumps(training_record(cfg), indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_folder(out) as tmp:
+        for name in [CONFIG_NAME, *manifest["files"]]:
+            shutil.copy2(src / name, tmp / name)
+        write_json(tmp / RECORD_NAME, training_record(cfg))
     logger.info("Exported checkpoint to %s", out)
     return out

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..checkpoint import load_weights, read_manifest, save_checkpoint
+from ..io import atomic_folder, atomic_path
 from ..model import E2LLMModel
 
 logger = logging.getLogger(__name__)
@@ -26,23 +25,20 @@ def save_state(
 ) -> Path:
     """Write a full resumable checkpoint to ``out_dir/checkpoint-last``.
 
-    The new checkpoint is written to a temporary folder and swapped in by renames, so
-    a kill at any moment leaves either the previous or the new checkpoint intact.
+    The new checkpoint is built in ``checkpoint-tmp`` and swapped in by renames, the
+    previous one waiting in ``checkpoint-old`` meanwhile, so a kill at any moment leaves
+    either the previous or the new checkpoint intact (:func:`find_resume` looks at both).
     """
-    tmp, last, old = out_dir / TMP, out_dir / LAST, out_dir / OLD
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(model, tmp)
-    state = {
-        "step": step,
-        "optimizer": optimizer.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-    }
-    torch.save(state, tmp / STATE_NAME)
-    if last.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(last, old)
-    os.rename(tmp, last)
-    shutil.rmtree(old, ignore_errors=True)
+    last = out_dir / LAST
+    with atomic_folder(last, tmp=out_dir / TMP, old=out_dir / OLD) as tmp:
+        save_checkpoint(model, tmp)
+        state = {
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        with atomic_path(tmp / STATE_NAME) as path:
+            torch.save(state, path)
     return last
 
 

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..generation import GenerationConfig
+from ..io import write_text
 from ..metrics import best_score
 from ..model import E2LLMModel, TrainExample
 from ..precision import autocast
@@ -276,7 +277,7 @@ class Trainer:
             keep = [
                 line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step
             ]
-            path.write_text("".join(f"{line}\n" for line in keep))
+            write_text(path, "".join(f"{line}\n" for line in keep))
 
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.out_dir / METRICS_NAME, "a") as fh:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-RECON_SPLITS: tuple[str, ...] = ("train", "val")
+from ..core.training.prepared import RECON_SPLITS, SPLITS, Record
+
 RECON_SOURCES: tuple[str, ...] = ("lee_background", "squad", "hotpotqa")
-Record = dict[str, Any]
 
 SOURCES_TABLE = """\
 | dataset | where it comes from | license | used for |

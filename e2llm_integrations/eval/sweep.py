@@ -25,13 +25,13 @@ from typing import Any
 
 import torch
 
-from ..generation import GenerationConfig
-from ..metrics import best_score
-from ..model import E2LLMModel
-from ..prompt import RECONSTRUCT_QUESTION
-from .config import TrainConfig
-from .data import atomic_write_text
-from .features import ParagraphStore
+from ..core.generation import GenerationConfig
+from ..core.io import write_json
+from ..core.metrics import best_score
+from ..core.model import E2LLMModel
+from ..core.prompt import RECONSTRUCT_QUESTION
+from ..core.training.config import TrainConfig
+from ..core.training.features import ParagraphStore
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def run_cell(
     base: TrainConfig, cell: SweepCell, root: str | Path, recon_eval: int = 12
 ) -> dict[str, Any]:
     """Train (or resume) one cell, validate it, write and return its result."""
-    from .run import build_trainer, load_corpus, read_metrics, training_record
+    from ..core.training.run import build_trainer, load_corpus, read_metrics, training_record
 
     cfg = cell_config(base, cell, root)
     out = Path(cfg.out_dir) / CELL_RESULT
@@ -138,13 +138,6 @@ def collect(root: str | Path, cells: Sequence[SweepCell]) -> list[dict[str, Any]
         if path.exists():
             rows.append(json.loads(path.read_text()))
     return rows
-
-
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as indented JSON, atomically (a killed sweep leaves no half file)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(data, indent=2) + "\n")
 
 
 def sweep_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -1,8 +1,7 @@
-"""The ``e2llm`` command line: ``ask``, ``info`` and the training/evaluation commands.
+"""``e2llm ask`` and ``e2llm info``: answer a question over documents, show the setup.
 
-Answers go to stdout (with ``--json``: one JSON object with the answer, usage, sources
-and finish reason); diagnostics go to stderr; bad input exits with status 2 and a
-message that says what to fix.
+The answer goes to stdout (with ``--json``: one JSON object with the answer, usage,
+sources and finish reason); diagnostics go to stderr.
 """
 
 from __future__ import annotations
@@ -13,21 +12,17 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .core.expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k
-from .core.generation import Usage
-from .core.model import GenerationResult
+from ..core.expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k
+from ..core.generation import Usage
+from ..core.model import GenerationResult
+from ..core.options import ExpansionOptions, GenerationConfig, ModelOptions, option_default
+from .errors import CLIError
 
 logger = logging.getLogger("e2llm")
-
-EXIT_USAGE = 2
-
-
-class CLIError(Exception):
-    """A user error reported as one line on stderr with exit status 2."""
 
 
 def _read_stdin() -> str:
@@ -96,7 +91,7 @@ def _collect_documents(paths: Sequence[str], skip_unreadable: bool = False) -> l
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .core import E2LLMPipeline, GenerationConfig
+    from ..core import E2LLMPipeline, GenerationConfig
 
     if args.question is None:
         # `--docs A B "question"`: argparse gives the trailing question to --docs.
@@ -175,10 +170,10 @@ def _expand_k(value: str) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from . import __version__
-    from .core.config import DEFAULT_DECODER, DEFAULT_ENCODER
-    from .core.models import BUNDLED, cache_dir
-    from .core.pipeline import default_checkpoint
+    from .. import __version__
+    from ..core.config import DEFAULT_DECODER, DEFAULT_ENCODER
+    from ..core.models import BUNDLED, cache_dir
+    from ..core.pipeline import default_checkpoint
 
     info = {
         "version": __version__,
@@ -203,15 +198,22 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("ask", help="answer a question over documents")
     p.add_argument("question", nargs="?", help="the question to answer")
     p.add_argument("--docs", nargs="+", required=True, help="files, folders, or - for stdin")
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: shipped)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
+    model, gen = ModelOptions, GenerationConfig  # the flags' defaults: core.options
+    p.add_argument(
+        "--checkpoint",
+        default=option_default(model, "checkpoint"),
+        help="checkpoint folder (default: shipped)",
+    )
+    p.add_argument("--max-new-tokens", type=int, default=option_default(gen, "max_new_tokens"))
+    p.add_argument("--temperature", type=float, default=option_default(gen, "temperature"))
+    p.add_argument(
+        "--device", default=option_default(model, "device"), help="cpu, cuda, ... (default: auto)"
+    )
     p.add_argument("--stream", action="store_true", help="print tokens as they come")
     p.add_argument(
         "--expand",
         type=_expand_k,
-        default=None,
+        default=option_default(ExpansionOptions, "expand_top_k"),
         metavar="K",
         help="also show the K chunks most similar to the question as raw text (default: "
         f"{DEFAULT_EXPAND_TOP_K}; 0: soft tokens only); they are logged as sources",
@@ -224,7 +226,7 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--on-overflow",
         choices=("select", "error"),
-        default="select",
+        default=option_default(ExpansionOptions, "on_overflow"),
         help="documents too large for the decoder's window: answer from the chunks most "
         "relevant to the question (select, the default; logged, usage.dropped_chunks) or "
         "refuse before encoding (error)",
@@ -243,52 +245,9 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_ask)
 
 
-def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
-    """Subcommands defined next to the code they run (training, data, evaluation)."""
-    registrars = []
-    for module, attr in (
-        ("e2llm_integrations.core.training.cli", "add_commands"),
-        ("e2llm_integrations.eval.cli", "add_commands"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ModuleNotFoundError as err:
-            if err.name and module.startswith(err.name):
-                continue
-            raise
-        registrars.append(getattr(mod, attr))
-    return registrars
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="e2llm", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``ask`` and ``info`` on the ``e2llm`` subparsers."""
     _add_ask(sub)
     sub.add_parser("info", help="models, checkpoint and cache locations").set_defaults(
         func=cmd_info
     )
-    for register in _extra_commands():
-        register(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        return int(args.func(args) or 0)
-    except CLIError as err:
-        print(f"e2llm: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, TypeError) as err:
-        print(f"e2llm: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
