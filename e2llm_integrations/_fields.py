@@ -3,7 +3,8 @@
 The LangChain and LlamaIndex classes declare each E2LLM option with :func:`core_field`
 (the core default and help text) and check it with :func:`core_validator` (the core
 rule and its message), so defaults and validation live in
-:mod:`e2llm_integrations.core.options` only. Both frameworks use pydantic 2.
+:mod:`e2llm_integrations.core.options` only. The option groups both frameworks share
+(where the model comes from, the prefilter) are mixins here. Both use pydantic 2.
 
 Example:
     >>> class Wrapper(BaseModel):  # doctest: +SKIP
@@ -15,9 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from .core.options import check_option, option_default, option_help
+from .core.backend import BackendName, BackendOptions, backend_pipeline
+from .core.options import ModelOptions, PrefilterOptions, check_option, option_default, option_help
+from .core.pipeline import E2LLMPipeline
+from .core.registry import get_pipeline
 
 
 def core_field(options: type, name: str, **kwargs: Any) -> Any:
@@ -53,3 +57,46 @@ def core_validator(options: type, *same: str, **renamed: str) -> Any:
         return value
 
     return field_validator(*names, mode="before")(check)
+
+
+class ModelSourceFields(BaseModel):
+    """Where the model comes from and where its decoder runs: ``ModelOptions`` and
+    ``BackendOptions`` as fields. :meth:`load_pipeline` gets the pipeline they name."""
+
+    checkpoint: str | None = core_field(ModelOptions, "checkpoint")
+    device: str | None = core_field(ModelOptions, "device")
+    trust_remote_code: bool | None = core_field(ModelOptions, "trust_remote_code")
+    _check_model_options = core_validator(ModelOptions, "checkpoint", "device", "trust_remote_code")
+    backend: BackendName = core_field(BackendOptions, "backend")
+    base_url: str | None = core_field(BackendOptions, "base_url")
+    _check_backend = core_validator(BackendOptions, "backend")
+
+    @property
+    def backend_options(self) -> BackendOptions:
+        """Where the decoder runs (``backend``, ``base_url``; see ``docs/SERVING.md``)."""
+        return BackendOptions(backend=self.backend, base_url=self.base_url)
+
+    @model_validator(mode="after")
+    def _check_backend_options(self) -> Any:
+        self.backend_options  # noqa: B018  (raises for base_url without backend="vllm")
+        return self
+
+    def load_pipeline(self) -> E2LLMPipeline:
+        """The shared pipeline for these options (core registry), loaded on first use; with
+        a remote decoder (vLLM) a pipeline of its own."""
+        options = self.backend_options
+        if options.remote:
+            return backend_pipeline(self.checkpoint, self.device, self.trust_remote_code, options)
+        return get_pipeline(self.checkpoint, self.device, self.trust_remote_code)
+
+
+class PrefilterFields(BaseModel):
+    """``PrefilterOptions`` as fields: keep the chunks most similar to the question."""
+
+    top_k: int | None = core_field(PrefilterOptions, "top_k")
+    score_threshold: float | None = core_field(PrefilterOptions, "score_threshold")
+    _check_prefilter_options = core_validator(PrefilterOptions, "top_k", "score_threshold")
+
+    @property
+    def prefilter_options(self) -> PrefilterOptions:
+        return PrefilterOptions(self.top_k, self.score_threshold)

@@ -114,3 +114,22 @@ def _llama_index_settings_restored():  # type: ignore[no-untyped-def]
     module = sys.modules.get("llama_index.core.settings")
     if module is not None:
         module.Settings._llm = before
+
+
+def _weights_digest(pipeline: E2LLMPipeline) -> list[float]:
+    with torch.no_grad():
+        return [float(p.double().square().sum()) for p in pipeline.model.parameters()]
+
+
+@pytest.fixture(autouse=True)
+def _tiny_pipeline_unchanged(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """A test may read the session-wide ``tiny_pipeline`` but never change its weights:
+    otherwise results would depend on test order. Tests that train or perturb build their
+    own model (``E2LLMModel.from_config(tiny_config(tiny_model_dirs))``)."""
+    if "tiny_pipeline" not in request.fixturenames:
+        yield
+        return
+    pipeline = request.getfixturevalue("tiny_pipeline")
+    before = _weights_digest(pipeline)
+    yield
+    assert _weights_digest(pipeline) == before, "this test changed tiny_pipeline's weights"

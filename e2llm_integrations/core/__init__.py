@@ -15,6 +15,7 @@ from .config import (
 from .corpus import EncodedCorpus
 from .generation import GenerationChunk, GenerationConfig, Usage
 from .model import E2LLMModel, GenerationResult
+from .options import ExpansionOptions, ModelOptions, PrefilterOptions
 from .pipeline import E2LLMPipeline
 
 __all__ = [
@@ -28,9 +29,12 @@ __all__ = [
     "E2LLMPipeline",
     "EncodedCorpus",
     "EncoderConfig",
+    "ExpansionOptions",
     "GenerationChunk",
     "GenerationConfig",
     "GenerationResult",
     "LoraSettings",
+    "ModelOptions",
+    "PrefilterOptions",
     "Usage",
 ]

@@ -48,6 +48,7 @@ BackendName = Literal["local", "vllm"]
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
 
+
 BACKENDS: tuple[str, ...] = ("local", "vllm")
 
 

@@ -24,8 +24,14 @@ from .corpus import EncodedCorpus
 from .encoder import sentence_embeddings
 from .options import DEFAULT_EXPAND_TOP_K, check_top_k
 
-__all__ = ["DEFAULT_EXPAND_TOP_K", "Source", "check_top_k", "chunk_scores", "document_order", "expand"]
-
+__all__ = [
+    "DEFAULT_EXPAND_TOP_K",
+    "Source",
+    "check_top_k",
+    "chunk_scores",
+    "document_order",
+    "expand",
+]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import asyncio
 import contextvars
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
@@ -171,7 +171,7 @@ class LockedTokenizer:
         return [len(row) for row in ids]
 
 
-async def aiter_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+async def aiter_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncGenerator[T, None]:
     """Build and drain ``factory()`` in a worker thread, yielding its items on the event loop.
 
     The event loop never blocks on the model. The worker reads ahead (a stream's items

@@ -17,30 +17,29 @@ from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field
 
-from .._fields import core_field, core_validator
-from ..core.backend import BackendName, BackendOptions, backend_pipeline
+from .._fields import ModelSourceFields, core_field, core_validator
 from ..core.expansion import Source
 from ..core.generation import GenerationConfig, Usage
-from ..core.options import ModelOptions
 from ..core.pipeline import E2LLMPipeline
-from ..core.registry import get_pipeline
 from ..core.runtime import TokenStream, aiter_in_thread
 
+GENERATION_FIELDS = {
+    "max_tokens": "max_new_tokens",
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "stop": "stop",
+    "seed": "seed",
+}
+"""The chat models' decoding fields and the core ``GenerationConfig`` option each one is."""
 
-class PipelineSource(BaseModel):
-    """Where a LangChain component gets its E2LLM pipeline: the core ``ModelOptions`` or one given."""
+
+class PipelineSource(ModelSourceFields):
+    """Where a LangChain component gets its E2LLM pipeline: the core model options or one given."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    checkpoint: str | None = core_field(ModelOptions, "checkpoint")
-    device: str | None = core_field(ModelOptions, "device")
-    trust_remote_code: bool | None = core_field(ModelOptions, "trust_remote_code")
-    _check_model_options = core_validator(ModelOptions, "checkpoint", "device", "trust_remote_code")
-    backend: BackendName = core_field(BackendOptions, "backend")
-    base_url: str | None = core_field(BackendOptions, "base_url")
-    _check_backend = core_validator(BackendOptions, "backend")
     pipeline: E2LLMPipeline | None = Field(
         default=None,
         exclude=True,
@@ -59,22 +58,7 @@ class PipelineSource(BaseModel):
 
     def get_pipeline(self) -> E2LLMPipeline:
         """The injected pipeline, or the shared one for the model options (loads once)."""
-        if self.pipeline is not None:
-            return self.pipeline
-        options = self.backend_options
-        if options.remote:  # the decoder runs in vLLM: a pipeline of its own
-            return backend_pipeline(self.checkpoint, self.device, self.trust_remote_code, options)
-        return get_pipeline(self.checkpoint, self.device, self.trust_remote_code)
-
-    @property
-    def backend_options(self) -> BackendOptions:
-        """Where the decoder runs (``backend``, ``base_url``; see ``docs/SERVING.md``)."""
-        return BackendOptions(backend=self.backend, base_url=self.base_url)
-
-    @model_validator(mode="after")
-    def _check_backend_options(self) -> Any:
-        self.backend_options  # noqa: B018  (raises for base_url without backend="vllm")
-        return self
+        return self.pipeline if self.pipeline is not None else self.load_pipeline()
 
 
 class PipelineChatModel(PipelineSource, BaseChatModel):
@@ -101,9 +85,7 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
     top_p: float = core_field(GenerationConfig, "top_p")
     stop: list[str] | None = core_field(GenerationConfig, "stop", default=None)
     seed: int | None = core_field(GenerationConfig, "seed")
-    _check_generation = core_validator(
-        GenerationConfig, "temperature", "top_p", "stop", "seed", max_tokens="max_new_tokens"
-    )
+    _check_generation = core_validator(GenerationConfig, **GENERATION_FIELDS)
     streaming: bool = Field(default=False, description="Generate through the streaming path.")
 
     @property
@@ -116,15 +98,8 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {
-            "model_name": self.resolved_model_name,
-            "checkpoint": self.checkpoint,
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "top_p": self.top_p,
-            "stop": self.stop,
-            "seed": self.seed,
-        }
+        decoding = {field: getattr(self, field) for field in GENERATION_FIELDS}
+        return {"model_name": self.resolved_model_name, "checkpoint": self.checkpoint, **decoding}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
@@ -155,14 +130,9 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
                 f"{type(self).__name__} cannot switch models per call (got model={model!r}); "
                 "build another instance with checkpoint=... instead."
             )
-        stops = stop if stop is not None else self.stop
-        return GenerationConfig(
-            max_new_tokens=options.get("max_tokens", self.max_tokens),
-            temperature=options.get("temperature", self.temperature),
-            top_p=options.get("top_p", self.top_p),
-            stop=tuple(stops or ()),
-            seed=options.get("seed", self.seed),
-        )
+        values = {core: options.get(f, getattr(self, f)) for f, core in GENERATION_FIELDS.items()}
+        values["stop"] = stop if stop is not None else self.stop  # stop= is LangChain's argument
+        return GenerationConfig(**values)
 
     def _open(
         self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]

@@ -1,6 +1,8 @@
 """Turn LangChain messages into an E2LLM request: system, history, documents, question.
 
-Rules (documented on :class:`~e2llm_integrations.langchain.E2LLMChat`):
+Rules (documented on :class:`~e2llm_integrations.langchain.E2LLMChat`; the turn rules
+are the core's, :func:`~e2llm_integrations.core.chat.chat_request`, which the LlamaIndex
+wrapper follows too):
 
 * System messages are joined into one system prompt.
 * The **question** is the text of the trailing run of human messages (the last turn);
@@ -20,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.documents import Document
@@ -32,38 +33,11 @@ from langchain_core.messages import (
     SystemMessage,
 )
 
+from ..core.chat import ChatRequest, DocumentSource, chat_request
 from ..core.prompt import split_prompt
 from ._runtime import CORPUS_KEY
 
 _ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant"}
-
-
-@dataclass
-class DocumentSource:
-    """One document for the context: raw text, or a handle to encoded chunks.
-
-    Attributes:
-        text: The document's text (the fallback when a handle has expired).
-        title: Optional title, put on the first line before chunking.
-        handle: Key into the corpus store, set by ``E2LLMDocumentCompressor``.
-        doc_id: The document's id in citations (``Source.doc_id``); ``None``: its position
-            among the call's documents.
-    """
-
-    text: str
-    title: str | None = None
-    handle: str | None = None
-    doc_id: str | None = None
-
-
-@dataclass
-class ChatRequest:
-    """What one chat call asks of the pipeline."""
-
-    question: str
-    system: str | None = None
-    history: list[dict[str, str]] = field(default_factory=list)
-    sources: list[DocumentSource] = field(default_factory=list)
 
 
 def split_stuffed_prompt(text: str) -> tuple[str, str] | None:
@@ -155,63 +129,27 @@ def read_human(message: BaseMessage, position: int) -> tuple[str, list[DocumentS
     return "\n".join(t for t in texts if t.strip()), sources
 
 
-def _merge_turns(turns: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
-    history: list[dict[str, str]] = []
-    for role, text in turns:
-        if not text.strip():
-            continue
-        if history and history[-1]["role"] == role:
-            history[-1]["content"] += "\n\n" + text
-        else:
-            history.append({"role": role, "content": text})
-    return history
-
-
 def parse_messages(
     messages: Sequence[BaseMessage], auto_context_chars: int | None = None
 ) -> ChatRequest:
     """Split ``messages`` into system prompt, history, documents and question.
+
+    The messages become ``(role, text)`` turns and documents; the request is then the
+    core rule's (:func:`~e2llm_integrations.core.chat.chat_request`).
 
     Raises:
         ValueError: No human message, the conversation does not end with one, or the
             last turn has no question text.
         TypeError: Tool messages or non-text content blocks.
     """
-    system: list[str] = []
     turns: list[tuple[str, str]] = []
     sources: list[DocumentSource] = []
     for i, message in enumerate(messages):
         role = _role(message, i)
-        if role == "system":
-            system.append(message.text)
-            continue
         text, found = read_human(message, i) if role == "user" else (message.text, [])
         turns.append((role, text))
         sources.extend(found)
-    users = [i for i, (role, _) in enumerate(turns) if role == "user"]
-    if not users:
-        raise ValueError(
-            "E2LLMChat needs a human message with the question (e.g. HumanMessage('...')); "
-            "got none."
-        )
-    if users[-1] != len(turns) - 1:
-        raise ValueError("The conversation must end with a human message holding the question.")
-    start = users[-1]
-    while start > 0 and turns[start - 1][0] == "user":
-        start -= 1
-    question = "\n\n".join(text for _, text in turns[start:] if text.strip())
-    if not question.strip():
-        raise ValueError(
-            "The last human message has documents but no question; add a text block, e.g. "
-            "{'type': 'text', 'text': 'What does the report conclude?'}."
-        )
-    if auto_context_chars is not None and len(question) > auto_context_chars:
-        split = split_prompt(question, long_chars=auto_context_chars)
-        if split.context:
-            sources.append(DocumentSource(text=split.context))
-            question = split.question
-    joined = "\n\n".join(s for s in system if s.strip()) or None
-    return ChatRequest(question, joined, _merge_turns(turns[:start]), sources)
+    return chat_request(turns, sources, auto_context_chars)
 
 
 def document_id(doc: Document) -> str | None:

@@ -109,9 +109,10 @@ class E2LLMChat(PipelineChatModel):
             sources = sources + sources_from_documents(options["documents"])
         pipeline = self.get_pipeline()
         corpus = build_corpus(pipeline, sources)
-        prompt = {"system": request.system, "history": request.history}
         # Prepared before the first token, so the input positions are known up front.
-        corpus, shown, kwargs = pipeline.prepare(corpus, request.question, gen, top_k, **prompt)
+        corpus, shown, kwargs = pipeline.prepare(
+            corpus, request.question, gen, top_k, system=request.system, history=request.history
+        )
         stream = pipeline.stream_prepared(corpus, shown, request.question, gen, kwargs)
         return stream, stream.usage.input_positions
 
@@ -144,7 +145,7 @@ def build_corpus(pipeline: E2LLMPipeline, sources: Sequence[DocumentSource]) -> 
     parts: list[EncodedCorpus | None] = [_stored(pipeline, s) for s in sources]
     missing = [i for i, part in enumerate(parts) if part is None]
     if missing:
-        encoded = pipeline.encode_texts([_titled(sources[i]) for i in missing])
+        encoded = pipeline.encode_texts([sources[i].titled for i in missing])
         for i, corpus in zip(missing, encoded, strict=True):
             parts[i] = corpus
     kept = [
@@ -153,7 +154,3 @@ def build_corpus(pipeline: E2LLMPipeline, sources: Sequence[DocumentSource]) -> 
         if part is not None and len(part)
     ]
     return EncodedCorpus.concat(kept) if kept else pipeline.empty_corpus()
-
-
-def _titled(source: DocumentSource) -> str:
-    return f"{source.title}\n\n{source.text}" if source.title else source.text

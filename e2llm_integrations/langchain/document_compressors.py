@@ -9,9 +9,8 @@ from collections.abc import Sequence
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 
-from .._fields import core_field, core_validator
+from .._fields import PrefilterFields
 from ..core.corpus import EncodedCorpus
-from ..core.options import PrefilterOptions
 from ..core.pipeline import E2LLMPipeline
 from ..retrieval.faiss_index import ChunkPrefilter, ScoredChunk
 from ._base import PipelineSource
@@ -26,7 +25,7 @@ CHUNK_SCORES_KEY = "e2llm_chunk_scores"
 CHUNK_SPANS_KEY = "e2llm_chunk_spans"
 
 
-class E2LLMDocumentCompressor(PipelineSource, BaseDocumentCompressor):
+class E2LLMDocumentCompressor(PipelineSource, PrefilterFields, BaseDocumentCompressor):
     """Chunk and encode documents with the E2LLM encoder, so ``E2LLMChat`` reads them as is.
 
     Each returned document keeps its metadata and gains:
@@ -49,16 +48,10 @@ class E2LLMDocumentCompressor(PipelineSource, BaseDocumentCompressor):
         >>> E2LLMChat().invoke("Who founded the company?", documents=docs)  # doctest: +SKIP
     """
 
-    top_k: int | None = core_field(PrefilterOptions, "top_k")
-    score_threshold: float | None = core_field(PrefilterOptions, "score_threshold")
-    _check_prefilter_options = core_validator(PrefilterOptions, "top_k", "score_threshold")
-
     @property
     def prefilter(self) -> ChunkPrefilter | None:
         """The FAISS chunk prefilter, or ``None`` when every chunk is kept."""
-        if self.top_k is None and self.score_threshold is None:
-            return None
-        return ChunkPrefilter(self.top_k, self.score_threshold)
+        return ChunkPrefilter.from_options(self.prefilter_options)
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
@@ -92,17 +85,7 @@ class E2LLMDocumentCompressor(PipelineSource, BaseDocumentCompressor):
         prefilter = self.prefilter
         if prefilter is None:
             return [None] * len(corpora)
-        if not isinstance(query, str) or not query.strip():
-            raise ValueError("The prefilter needs a non-empty query string to score chunks.")
-        _, kept = prefilter.filter(pipeline, EncodedCorpus.concat(corpora), query)
-        owners: list[tuple[int, int]] = [
-            (d, i) for d, c in enumerate(corpora) for i in range(len(c))
-        ]
-        per_doc: list[list[ScoredChunk] | None] = [[] for _ in corpora]
-        for chunk in kept:
-            doc, local = owners[chunk.index]
-            per_doc[doc].append(ScoredChunk(local, chunk.score))  # type: ignore[union-attr]
-        return per_doc
+        return list(prefilter.per_document(pipeline, corpora, query))
 
 
 def encode_documents(pipeline: E2LLMPipeline, documents: Sequence[Document]) -> list[EncodedCorpus]:

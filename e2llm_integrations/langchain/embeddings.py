@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import logging
-import threading
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from ..core.models import resolve
-
-logger = logging.getLogger(__name__)
-
-_LOAD_LOCK = threading.Lock()
-
-
-@functools.lru_cache(maxsize=4)
-def _load(path: str, device: str | None) -> Any:
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as err:  # pragma: no cover - a declared dependency
-        raise ImportError("LocalSentenceEmbeddings needs sentence-transformers.") from err
-    logger.info("Loading sentence-transformers model from %s.", path)
-    return SentenceTransformer(path, device=device)
+from ..retrieval.embeddings import DEFAULT_EMBED_MODEL, SentenceEmbedder
 
 
 class LocalSentenceEmbeddings(BaseModel, Embeddings):
@@ -33,7 +16,8 @@ class LocalSentenceEmbeddings(BaseModel, Embeddings):
 
     Bundled short names (``all-minilm-l6-v2``) resolve to the model installed with the
     package, so this works with no network; any other name or folder is passed to
-    sentence-transformers unchanged. The model loads on first use and is shared.
+    sentence-transformers unchanged. The model loads on first use and is shared
+    (:class:`~e2llm_integrations.retrieval.embeddings.SentenceEmbedder`).
 
     Example:
         >>> from langchain_core.vectorstores import InMemoryVectorStore
@@ -44,32 +28,27 @@ class LocalSentenceEmbeddings(BaseModel, Embeddings):
     model_config = ConfigDict(protected_namespaces=())
 
     model_name: str = Field(
-        default="all-minilm-l6-v2", description="Bundled short name, hub id or local folder."
+        default=DEFAULT_EMBED_MODEL, description="Bundled short name, hub id or local folder."
     )
     device: str | None = Field(default=None, description="Torch device; None lets ST choose.")
     batch_size: int = Field(default=32, gt=0, description="Texts embedded per forward pass.")
     normalize: bool = Field(default=True, description="L2-normalise vectors (cosine = dot).")
-    _model: Any = PrivateAttr(default=None)
+    _embedder: SentenceEmbedder | None = PrivateAttr(default=None)
+
+    @property
+    def embedder(self) -> SentenceEmbedder:
+        if self._embedder is None:
+            self._embedder = SentenceEmbedder(self.model_name, self.device)
+        return self._embedder
 
     @property
     def client(self) -> Any:
         """The loaded ``SentenceTransformer`` (loaded on first access)."""
-        if self._model is None:
-            with _LOAD_LOCK:
-                self._model = _load(str(resolve(self.model_name)), self.device)
-        return self._model
+        return self.embedder.model
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed a list of texts."""
-        if not texts:
-            return []
-        vectors = self.client.encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=self.normalize,
-            show_progress_bar=False,
-        )
-        return [list(map(float, v)) for v in vectors]
+        return self.embedder.embed(list(texts), self.batch_size, self.normalize)
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one query."""

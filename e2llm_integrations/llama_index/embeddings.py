@@ -1,33 +1,19 @@
 """A sentence-transformers embedding model for LlamaIndex that works offline.
 
 The default is the bundled all-MiniLM-L6-v2 (installed with its weights), so a
-``VectorStoreIndex`` can be built without any model download or API key.
+``VectorStoreIndex`` can be built without any model download or API key. The model is
+the shared :class:`~e2llm_integrations.retrieval.embeddings.SentenceEmbedder`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 
-from ..core.models import resolve
-
-DEFAULT_EMBED_MODEL = "all-minilm-l6-v2"
-"""Bundled short name of the default embedding model."""
-
-
-def _sentence_transformers() -> Any:
-    try:
-        import sentence_transformers
-    except ImportError as err:  # pragma: no cover - a core dependency
-        raise ImportError(
-            "SentenceTransformerEmbedding needs sentence-transformers: "
-            "pip install sentence-transformers"
-        ) from err
-    return sentence_transformers
+from ..retrieval.embeddings import DEFAULT_EMBED_MODEL, SentenceEmbedder
 
 
 class SentenceTransformerEmbedding(BaseEmbedding):
@@ -55,46 +41,30 @@ class SentenceTransformerEmbedding(BaseEmbedding):
     query_prefix: str = Field(default="", description="Text put before every query.")
     text_prefix: str = Field(default="", description="Text put before every document text.")
 
-    _model: Any = PrivateAttr(default=None)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _model: SentenceEmbedder | None = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
         return "SentenceTransformerEmbedding"
 
     @property
+    def embedder(self) -> SentenceEmbedder:
+        if self._model is None:
+            self._model = SentenceEmbedder(self.model_name, self.device)
+        return self._model
+
+    @property
     def model(self) -> Any:
         """The loaded ``SentenceTransformer`` (loaded on first access)."""
-        with self._lock:
-            if self._model is None:
-                st = _sentence_transformers()
-                self._model = st.SentenceTransformer(resolve(self.model_name), device=self.device)
-            return self._model
+        return self.embedder.model
 
     @property
     def dimension(self) -> int:
         """Embedding width."""
-        model = self.model
-        getter = (
-            getattr(model, "get_embedding_dimension", None)
-            or model.get_sentence_embedding_dimension
-        )
-        return int(getter())
+        return self.embedder.dimension
 
     def _embed(self, prefix: str, texts: list[str]) -> list[Embedding]:
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"Text {i} is a {type(text).__name__}; embed str only.")
-        model = self.model
-        with self._lock:
-            vectors = model.encode(
-                [prefix + t for t in texts],
-                batch_size=self.embed_batch_size,
-                normalize_embeddings=self.normalize,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return [v.tolist() for v in vectors]
+        return self.embedder.embed(texts, self.embed_batch_size, self.normalize, prefix)
 
     def _get_query_embedding(self, query: str) -> Embedding:
         return self._embed(self.query_prefix, [query])[0]

@@ -30,16 +30,16 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 from typing_extensions import Self
 
-from .._fields import core_field, core_validator
+from .._fields import PrefilterFields, core_field, core_validator
+from ..core.chat import chat_request
 from ..core.corpus import EncodedCorpus
 from ..core.expansion import Source
 from ..core.generation import GenerationChunk, GenerationConfig, Usage
 from ..core.options import ExpansionOptions
 from ..core.pipeline import E2LLMPipeline
-from ..core.prompt import split_prompt
 from ..core.runtime import aiter_in_thread
 from ..retrieval.faiss_index import ChunkPrefilter
-from ._common import PipelineFields, PrefilterFields, aprime, prime
+from ._common import PipelineFields, aprime, prime
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,9 @@ class _PipelineLLM(PipelineFields, CustomLLM):
     @classmethod
     def from_pipeline(cls, pipeline: E2LLMPipeline, **kwargs: Any) -> Self:
         """Wrap an already-loaded pipeline (``kwargs`` set the other fields)."""
-        return cls(pipeline=pipeline, **kwargs)
+        llm = cls(**kwargs)
+        llm._pipeline = pipeline
+        return llm
 
     def _generation(self, kwargs: dict[str, Any]) -> GenerationConfig:
         """Decoding options from the fields, overridden by matching call keyword arguments."""
@@ -172,12 +174,15 @@ class _PipelineLLM(PipelineFields, CustomLLM):
 class E2LLM(PrefilterFields, _PipelineLLM):
     """An E2LLM model as a LlamaIndex LLM: long context in, compressed to one token per chunk.
 
-    The last user message (or the prompt) is split into context and question by
-    :func:`~e2llm_integrations.core.prompt.split_prompt`: LlamaIndex's QA, refine
-    and tree-summarize templates are recognised (so the default ``compact`` query engine
+    The messages are read by the same rules as LangChain's ``E2LLMChat``
+    (:func:`~e2llm_integrations.core.chat.chat_request`): system messages become the
+    system prompt, earlier turns the history, and the trailing user message(s) (or the
+    prompt) are split into context and question by
+    :func:`~e2llm_integrations.core.prompt.split_prompt`: LlamaIndex's QA, refine and
+    tree-summarize templates are recognised (so the default ``compact`` query engine
     works), and otherwise the last paragraph is the question and everything before it is
-    context. The context is chunked and encoded; system messages and earlier turns pass
-    through as text. For one chunk per node, use :class:`E2LLMSynthesizer` instead.
+    context. The context is chunked and encoded. For one chunk per node, use
+    :class:`E2LLMSynthesizer` instead.
 
     **Selective expansion**: the ``expand_top_k`` context chunks most similar to the
     question (default :data:`~e2llm_integrations.core.expansion.DEFAULT_EXPAND_TOP_K`, 0
@@ -213,15 +218,20 @@ class E2LLM(PrefilterFields, _PipelineLLM):
     def _stream_messages(
         self, messages: Sequence[ChatMessage], cfg: GenerationConfig, kwargs: dict[str, Any]
     ) -> Iterator[GenerationChunk]:
-        system, history, last = _chat_parts(messages)
-        split = split_prompt(last)
-        self._check_question(split.question, cfg)
+        request = chat_request(_turns(messages), split_above=0)  # the core rule, as LangChain's
+        self._check_question(request.question, cfg)
         pipe = self.pipeline
-        corpus = pipe.encode([split.context]) if split.context.strip() else pipe.empty_corpus()
-        corpus = self.prefilter(corpus, split.question)
+        texts = [s.text for s in request.sources]
+        corpus = pipe.encode(texts) if texts else pipe.empty_corpus()
+        corpus = self.prefilter(corpus, request.question)
         top_k = kwargs.get("expand_top_k", self.expand_top_k)
         return pipe.stream(
-            corpus, split.question, cfg, expand_top_k=top_k, system=system, history=history
+            corpus,
+            request.question,
+            cfg,
+            expand_top_k=top_k,
+            system=request.system,
+            history=request.history,
         )
 
     def prefilter(self, corpus: EncodedCorpus, question: str) -> EncodedCorpus:
@@ -282,23 +292,25 @@ def _user(prompt: str) -> ChatMessage:
     return ChatMessage(role=MessageRole.USER, content=prompt)
 
 
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES.update(model="assistant", chatbot="assistant")
+
+
 def _role(message: ChatMessage) -> str:
     role = message.role.value if isinstance(message.role, MessageRole) else str(message.role)
-    return "assistant" if role in ("assistant", "model", "chatbot") else role
+    if role not in _ROLES:
+        raise TypeError(
+            f"E2LLM reads system, user and assistant messages, got a {role!r} one (it does not "
+            "support tool calling)."
+        )
+    return _ROLES[role]
 
 
-def _chat_parts(messages: Sequence[ChatMessage]) -> tuple[str | None, list[dict[str, str]], str]:
-    """``(system, history, last user text)`` from chat messages."""
+def _turns(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
+    """Chat messages as ``(role, text)`` turns."""
     if not messages:
         raise ValueError("No messages given; pass at least one user message.")
-    *earlier, last = messages
-    if _role(last) != "user":
-        raise ValueError(f"The last message must be from the user, got role {_role(last)!r}.")
-    system = "\n\n".join(m.content or "" for m in earlier if _role(m) == "system") or None
-    history = [
-        {"role": _role(m), "content": m.content or ""} for m in earlier if _role(m) != "system"
-    ]
-    return system, history, last.content or ""
+    return [(_role(m), m.content or "") for m in messages]
 
 
 def _additional(last: GenerationChunk) -> dict[str, Any]:

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
+from .._fields import PrefilterFields
 from ..core.corpus import EncodedCorpus
 from ..core.corpus_cache import CorpusCache
 from ..core.pipeline import E2LLMPipeline
 from ..retrieval.faiss_index import ChunkPrefilter
-from ._common import PipelineFields, PrefilterFields
+from ._common import PipelineFields
 
 logger = logging.getLogger(__name__)
 
@@ -137,14 +138,8 @@ class E2LLMNodePostprocessor(PipelineFields, PrefilterFields, BaseNodePostproces
             return list(nodes)
         if query_bundle is None or not query_bundle.query_str.strip():
             raise ValueError("The E2LLM prefilter needs the query; pass query_bundle or query_str.")
-        owners = [i for i, corpus in enumerate(corpora) for _ in range(len(corpus))]
         prefilter = ChunkPrefilter(self.top_k, self.score_threshold)
-        _, kept = prefilter.filter(
-            self.pipeline, EncodedCorpus.concat(corpora), query_bundle.query_str
-        )
-        best: dict[int, float] = {}
-        for scored in kept:
-            node = owners[scored.index]
-            best[node] = max(best.get(node, -1.0), scored.score)
+        kept = prefilter.per_document(self.pipeline, corpora, query_bundle.query_str)
+        best = {i: max(c.score for c in chunks) for i, chunks in enumerate(kept) if chunks}
         logger.debug("E2LLM prefilter kept %d of %d nodes", len(best), len(nodes))
         return [NodeWithScore(node=n.node, score=best[i]) for i, n in enumerate(nodes) if i in best]

@@ -77,9 +77,9 @@ class E2LLMSynthesizer(BaseSynthesizer):
         on_empty: With no nodes, ``"raise"`` a ``ValueError`` (default) or ``"respond"``
             with LlamaIndex's empty response.
         expand_top_k: Chunks most similar to the query also shown as raw text (selective
-            expansion); ``None``: the ``llm``'s ``expand_top_k`` (whose ``None`` is the core
-            default, :data:`~e2llm_integrations.core.expansion.DEFAULT_EXPAND_TOP_K`), 0:
-            soft tokens only.
+            expansion); ``None``: the ``llm``'s ``expand_top_k`` (by default the core's,
+            :data:`~e2llm_integrations.core.options.DEFAULT_EXPAND_TOP_K`), 0: soft tokens
+            only.
         callback_manager: LlamaIndex callback manager.
 
     Provenance: ``response.source_nodes`` stay the retrieved nodes;
@@ -89,6 +89,11 @@ class E2LLMSynthesizer(BaseSynthesizer):
     ``response.metadata["e2llm_expanded_node_ids"]`` the ids of the nodes they come from.
     Streaming responses carry both from the start. :attr:`last_usage` counts them
     (``expanded_chunks``) and :attr:`last_sources` keeps the latest ones.
+
+    ``index.as_query_engine(response_synthesizer=...)`` reads ``Settings.llm`` first; where
+    none is set and OpenAI's integration is missing, this synthesizer's ``E2LLM`` takes its
+    place (:func:`stand_in_for_settings_llm`). :func:`create_e2llm_query_engine` needs no
+    ``Settings.llm`` at all.
 
     Example:
         >>> synth = E2LLMSynthesizer(E2LLM(max_new_tokens=64), streaming=True)  # doctest: +SKIP
@@ -169,9 +174,11 @@ class E2LLMSynthesizer(BaseSynthesizer):
         node_ids = record.node_ids if record is not None else None
         corpus = self._e2llm.prefilter(self.encode_nodes(text_chunks, node_ids), query_str)
         cfg = self._e2llm._generation({})
-        pipe, prompt = self.pipeline, {"system": self._system_prompt}
+        pipe = self.pipeline
         # Prepared before the first token, so a streaming response carries the sources.
-        corpus, sources, kwargs = pipe.prepare(corpus, query_str, cfg, self.expand_top_k, **prompt)
+        corpus, sources, kwargs = pipe.prepare(
+            corpus, query_str, cfg, self.expand_top_k, system=self._system_prompt
+        )
         stream = pipe.stream_prepared(corpus, sources, query_str, cfg, kwargs)
         if record is not None:
             record.sources = sources

@@ -6,6 +6,7 @@ encoder itself (mean of the chunk's features), so no second embedding model runs
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,3 +99,24 @@ class ChunkPrefilter:
         """
         kept = self.select(corpus, *pipeline.query_features(question))
         return corpus.select([c.index for c in kept]), kept
+
+    def per_document(
+        self, pipeline: E2LLMPipeline, corpora: Sequence[EncodedCorpus], question: str
+    ) -> list[list[ScoredChunk]]:
+        """Select over several documents' chunks at once, reported per document.
+
+        ``top_k`` counts over all documents together. Returns, for each corpus, its kept
+        chunks (indices local to that corpus, document order); empty if none is kept.
+
+        Raises:
+            ValueError: ``question`` is empty (there is nothing to score against).
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError("The prefilter needs a non-empty query string to score chunks.")
+        owners = [(d, i) for d, corpus in enumerate(corpora) for i in range(len(corpus))]
+        kept: list[list[ScoredChunk]] = [[] for _ in corpora]
+        if owners:
+            for chunk in self.filter(pipeline, EncodedCorpus.concat(corpora), question)[1]:
+                doc, local = owners[chunk.index]
+                kept[doc].append(ScoredChunk(local, chunk.score))
+        return kept

@@ -168,6 +168,8 @@ class VLLMServerBackend:
         api_key: Bearer token (``vllm serve --api-key``); ``None`` reads
             ``$E2LLM_VLLM_API_KEY``.
         timeout_s: Seconds to wait for the connection and between two events.
+        request_fields: More Completions fields sent with every request, e.g.
+            ``{"ignore_eos": True}`` (benchmarks decode a fixed number of tokens).
 
     Example:
         >>> backend = VLLMServerBackend("http://127.0.0.1:8000")
@@ -183,12 +185,14 @@ class VLLMServerBackend:
         served_model: str | None = None,
         api_key: str | None = None,
         timeout_s: float = 600.0,
+        request_fields: Mapping[str, Any] | None = None,
     ) -> None:
         root = base_url.rstrip("/")
         self.base_url = root[: -len("/v1")] if root.endswith("/v1") else root
         self.served_model = served_model
         self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         self.timeout_s = timeout_s
+        self.request_fields = dict(request_fields or {})
 
     @property
     def completions_url(self) -> str:
@@ -227,6 +231,7 @@ class VLLMServerBackend:
     def token_ids(self, inputs_embeds: torch.Tensor, generation: GenerationConfig) -> Iterator[int]:
         """Send one request now; its generated ids stream back as they are read."""
         body = completion_request(self.model_name(), inputs_embeds, generation)
+        body.update(self.request_fields)
         response = self._open(self.completions_url, body)
         return self._read(response)
 
@@ -266,6 +271,9 @@ class VLLMEngineBackend:
         except ImportError as err:
             raise ImportError(f"The in-process vLLM backend needs vLLM: {INSTALL_HINT}") from err
         self.llm = LLM(model=str(decoder_dir), enable_prompt_embeds=True, **dict(engine_args))
+        config = getattr(self.llm.llm_engine, "model_config", None)
+        self.dtype: torch.dtype = getattr(config, "dtype", torch.float32)
+        """The engine's weights dtype; prompt embeddings are cast to it."""
         self._inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._driver = threading.Thread(target=self._drive, name="e2llm-vllm", daemon=True)
         self._driver.start()
@@ -277,7 +285,8 @@ class VLLMEngineBackend:
 
         params = SamplingParams(**sampling_fields(generation), output_kind=RequestOutputKind.DELTA)
         request_id, out = uuid.uuid4().hex, queue.SimpleQueue()  # type: ignore[var-annotated]
-        self._inbox.put(("add", request_id, {"prompt_embeds": inputs_embeds}, params, out))
+        prompt = {"prompt_embeds": inputs_embeds.to(self.dtype)}
+        self._inbox.put(("add", request_id, prompt, params, out))
         return self._read(request_id, out)
 
     def _read(self, request_id: str, out: queue.SimpleQueue[Any]) -> Iterator[int]:

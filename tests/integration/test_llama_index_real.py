@@ -19,10 +19,12 @@ from llama_index.core.base.response.schema import AsyncStreamingResponse, Stream
 from e2llm_integrations.core.registry import get_pipeline
 from e2llm_integrations.llama_index import (
     E2LLM,
+    SOURCES_KEY,
     E2LLMNodePostprocessor,
     E2LLMSynthesizer,
     PlainDecoderLLM,
     SentenceTransformerEmbedding,
+    create_e2llm_query_engine,
     node_cache,
 )
 
@@ -111,3 +113,29 @@ def test_compact_mode_with_e2llm_and_the_plain_baseline(setup: dict[str, Any]) -
     plain = PlainDecoderLLM(pipeline=setup["pipeline"], max_new_tokens=8)
     baseline = index.as_query_engine(llm=plain, similarity_top_k=4).query(question)
     assert isinstance(baseline.response, str) and len(baseline.source_nodes) == 4
+
+
+def test_one_call_query_engine_needs_no_openai(
+    setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new user's two ways in, with no OpenAI integration and no global LLM set."""
+    import importlib.util
+
+    from llama_index.core import Settings
+
+    try:
+        openai = importlib.util.find_spec("llama_index.llms.openai")
+    except ModuleNotFoundError:
+        openai = None
+    if openai is not None:
+        pytest.skip("llama-index-llms-openai is installed here; this checks a clean install")
+    monkeypatch.setattr(Settings, "_llm", None)
+    llm, index, question = setup["llm"], setup["index"], setup["question"]
+    engine = create_e2llm_query_engine(index, llm, similarity_top_k=4)
+    answer = engine.query(question)
+    assert isinstance(answer.response, str) and len(answer.source_nodes) == 4
+    assert answer.metadata is not None and SOURCES_KEY in answer.metadata
+    synth = E2LLMSynthesizer(llm)  # the synthesizer-only path: works as well
+    direct = index.as_query_engine(response_synthesizer=synth, similarity_top_k=4).query(question)
+    assert direct.response == answer.response  # greedy decoding, the same nodes
+    assert synth.last_usage is not None and synth.last_usage.compression_ratio > 10

@@ -21,18 +21,34 @@ from e2llm_integrations.core.config import EncoderConfig, LoraSettings
 
 from ..conftest import tiny_config
 
+CHUNKS = ["A few words about cats and dogs.", "Dogs bark at the cats in the garden."]
+
 
 def _perturb(model: E2LLMModel) -> None:
-    """Give LoRA B matrices non-zero values so a lost LoRA load would change outputs."""
-    torch.manual_seed(1)
+    """Give LoRA B matrices non-zero values: they start at zero, so a LoRA that failed to
+    load would otherwise be indistinguishable from one that loaded."""
+    generator = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
-                p.normal_(0, 0.5)
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
 
 
-def test_save_load_round_trip_gives_identical_generation(tiny_pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    model = tiny_pipeline.model
+@pytest.fixture
+def own_model(tiny_model_dirs) -> E2LLMModel:  # type: ignore[no-untyped-def]
+    """A model of the test's own: tests that change weights never touch the shared pipeline."""
+    torch.manual_seed(0)
+    return E2LLMModel.from_config(tiny_config(tiny_model_dirs), device="cpu")
+
+
+def _lora_b(model: E2LLMModel) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
+
+
+def test_save_load_round_trip_gives_identical_generation(
+    own_model: E2LLMModel, tmp_path: Path
+) -> None:
+    model = own_model
     _perturb(model)
     path = model.save_pretrained(tmp_path / "ckpt")
     files = {p.name for p in path.iterdir()}
@@ -40,24 +56,61 @@ def test_save_load_round_trip_gives_identical_generation(tiny_pipeline, tmp_path
     assert ENCODER_LORA_NAME not in files  # the encoder is frozen in this config
     assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
     assert not any(f == "model.safetensors" for f in files)  # base weights never written
-    loaded = E2LLMPipeline(E2LLMModel.from_pretrained(path, device="cpu"))
-    corpus = tiny_pipeline.encode(["A few words about cats and dogs. " * 8])
-    gen = GenerationConfig(max_new_tokens=10, temperature=1.0, seed=5)
-    assert loaded.ask(corpus, "Which animals?", gen).text == tiny_pipeline.ask(corpus, "Which animals?", gen).text
-    for (n, a), (_, b) in zip(model.adapter.state_dict().items(), loaded.model.adapter.state_dict().items(), strict=True):
+    loaded = E2LLMModel.from_pretrained(path, device="cpu")
+    want = _lora_b(model)
+    assert want and all(t.abs().sum() > 0 for t in want.values())
+    got = _lora_b(loaded)
+    assert got.keys() == want.keys()
+    for name, tensor in want.items():
+        torch.testing.assert_close(got[name], tensor, msg=name)
+    for (n, a), (_, b) in zip(
+        model.adapter.state_dict().items(), loaded.adapter.state_dict().items(), strict=True
+    ):
         torch.testing.assert_close(a, b, msg=n)
+    original, reloaded = E2LLMPipeline(model), E2LLMPipeline(loaded)
+    corpus = original.encode([" ".join(CHUNKS) * 4])
+    gen = GenerationConfig(max_new_tokens=10, temperature=1.0, seed=5)
+    assert (
+        reloaded.ask(corpus, "Which animals?", gen).text
+        == original.ask(corpus, "Which animals?", gen).text
+    )
 
 
-def test_encoder_lora_is_saved_when_present(tiny_model_dirs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_round_trip_test_can_fail(own_model: E2LLMModel, tiny_model_dirs) -> None:  # type: ignore[no-untyped-def]
+    """A model whose LoRA did not load (fresh, B = 0) decodes differently from a perturbed one."""
+    _perturb(own_model)
+    fresh = E2LLMModel.from_config(tiny_config(tiny_model_dirs), device="cpu")
+    fresh.adapter.load_state_dict(own_model.adapter.state_dict())
+    feats, mask = own_model.encoder.encode(CHUNKS)
+    prompt = own_model.prompt("Which animals?")
+    with torch.no_grad():
+        logits = [
+            m.decoder(
+                inputs_embeds=m.embed_sequence(prompt, m.soft_tokens(feats, mask))[None]
+            ).logits
+            for m in (own_model, fresh)
+        ]
+    assert (logits[0] - logits[1]).abs().max() > 1e-3
+
+
+def test_encoder_lora_round_trip(tiny_model_dirs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cfg = tiny_config(
         tiny_model_dirs,
-        encoder=EncoderConfig(name_or_path=tiny_model_dirs["encoder"], max_length=64, lora=LoraSettings(r=2)),
+        encoder=EncoderConfig(
+            name_or_path=tiny_model_dirs["encoder"], max_length=64, lora=LoraSettings(r=2)
+        ),
     )
     model = E2LLMModel.from_config(cfg, device="cpu")
     assert model.encoder.trainable
+    base, _ = model.encoder.encode(CHUNKS)  # LoRA B = 0: the base encoder's features
+    _perturb(model)
+    feats, _ = model.encoder.encode(CHUNKS)
+    assert (feats - base).abs().max() > 1e-4, "the perturbed encoder LoRA changes the features"
     path = model.save_pretrained(tmp_path / "ckpt")
     assert (path / ENCODER_LORA_NAME).exists()
-    E2LLMModel.from_pretrained(path, device="cpu")
+    loaded = E2LLMModel.from_pretrained(path, device="cpu")
+    torch.testing.assert_close(loaded.encoder.encode(CHUNKS)[0], feats)
+    assert loaded.feature_fingerprint()["encoder_lora"] is True
 
 
 @pytest.fixture()
@@ -98,8 +151,15 @@ def test_mismatched_base_model_is_refused(saved: Path, tmp_path: Path) -> None:
     manifest = json.loads((saved / CONFIG_NAME).read_text())
     other = tmp_path / "wider_encoder"
     enc_dir = manifest["config"]["encoder"]["name_or_path"]
-    BertModel(BertConfig(vocab_size=30522, hidden_size=48, num_hidden_layers=1, num_attention_heads=4,
-                         intermediate_size=64)).save_pretrained(other)
+    BertModel(
+        BertConfig(
+            vocab_size=30522,
+            hidden_size=48,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=64,
+        )
+    ).save_pretrained(other)
     AutoTokenizer.from_pretrained(enc_dir).save_pretrained(other)
     from e2llm_integrations.core.checkpoint import load_checkpoint
 
@@ -172,7 +232,8 @@ def test_cli_empty_document_exits_nonzero(tmp_path: Path) -> None:
     empty.write_text("  \n")
     result = subprocess.run(
         [sys.executable, "-m", "e2llm_integrations.cli", "ask", "--docs", str(empty), "a question"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2
     assert "empty" in result.stderr and result.stdout == ""
@@ -180,12 +241,19 @@ def test_cli_empty_document_exits_nonzero(tmp_path: Path) -> None:
 
 def test_cli_missing_path_exits_nonzero(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "e2llm_integrations.cli", "ask", "--docs", str(tmp_path / "no.txt"), "q"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "e2llm_integrations.cli",
+            "ask",
+            "--docs",
+            str(tmp_path / "no.txt"),
+            "q",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 2 and "does not exist" in result.stderr
-
-
 
 
 def test_concurrent_encodes_from_threads_are_safe(tiny_pipeline) -> None:  # type: ignore[no-untyped-def]

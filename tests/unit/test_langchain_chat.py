@@ -167,7 +167,7 @@ def test_bad_call_options(chat: E2LLMChat) -> None:
         chat.invoke("q", tools=[{"name": "x"}])
     with pytest.raises(ValueError, match="cannot switch models"):
         chat.invoke("q", model="other-model")
-    with pytest.raises(ValueError, match="human message"):
+    with pytest.raises(ValueError, match="user \\(human\\) message"):
         chat.invoke([SystemMessage("only a system prompt")])
 
 
@@ -257,7 +257,7 @@ async def test_astream_matches_stream_and_releases_lock(
 
 
 async def test_astream_raises_input_errors(chat: E2LLMChat) -> None:
-    with pytest.raises(ValueError, match="human message"):
+    with pytest.raises(ValueError, match="user \\(human\\) message"):
         async for _ in chat.astream([SystemMessage("no question")]):
             pass
 

@@ -108,14 +108,14 @@ def test_long_prompt_becomes_context_plus_question() -> None:
 
 
 def test_no_human_message() -> None:
-    with pytest.raises(ValueError, match="human message"):
+    with pytest.raises(ValueError, match="user \\(human\\) message"):
         parse_messages([SystemMessage("sys")])
-    with pytest.raises(ValueError, match="human message"):
+    with pytest.raises(ValueError, match="user \\(human\\) message"):
         parse_messages([])
 
 
 def test_conversation_must_end_with_human() -> None:
-    with pytest.raises(ValueError, match="end with a human message"):
+    with pytest.raises(ValueError, match="end with a user \\(human\\) message"):
         parse_messages([HumanMessage("q"), AIMessage("a")])
 
 

@@ -98,7 +98,7 @@ def test_construction_loads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the pipeline must load lazily")
 
-    monkeypatch.setattr("e2llm_integrations.llama_index._common.get_pipeline", refuse)
+    monkeypatch.setattr("e2llm_integrations._fields.get_pipeline", refuse)
     llm = E2LLM(checkpoint="somewhere", max_new_tokens=4)
     assert llm.class_name() == "E2LLM"
     assert llm._pipeline is None
@@ -177,8 +177,13 @@ def test_chat_passes_system_and_history(llm: E2LLM, spy: StreamSpy) -> None:
 def test_chat_rejects_bad_messages(llm: E2LLM) -> None:
     with pytest.raises(ValueError, match="at least one user message"):
         llm.chat([])
-    with pytest.raises(ValueError, match="must be from the user"):
+    with pytest.raises(ValueError, match="needs a user \\(human\\) message"):
         llm.chat([ChatMessage(role=MessageRole.ASSISTANT, content="Hi.")])
+    user, assistant = (ChatMessage(role=r, content="Hi.") for r in ("user", "assistant"))
+    with pytest.raises(ValueError, match="must end with a user \\(human\\) message"):
+        llm.chat([user, assistant])
+    with pytest.raises(TypeError, match="tool calling"):
+        llm.chat([ChatMessage(role=MessageRole.TOOL, content="42"), user])
     with pytest.raises(TypeError, match="prompt must be a str"):
         llm.complete(["not", "a", "string"])  # type: ignore[arg-type]
 

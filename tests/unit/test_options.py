@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from e2llm_integrations.core.backend import BackendOptions
 from e2llm_integrations.core.options import (
     DEFAULT_EXPAND_TOP_K,
     ExpansionOptions,
@@ -31,6 +32,7 @@ GEN = {n: n for n in ("max_new_tokens", "temperature", "top_p", "stop", "seed")}
 LANGCHAIN_GEN = {**GEN, "max_tokens": "max_new_tokens"}
 del LANGCHAIN_GEN["max_new_tokens"]
 MODEL = {n: n for n in ("checkpoint", "device", "trust_remote_code")}
+BACKEND = {"backend": "backend", "base_url": "base_url"}
 PREFILTER = {"top_k": "top_k", "score_threshold": "score_threshold"}
 EXPANSION = {"expand_top_k": "expand_top_k"}
 
@@ -42,18 +44,24 @@ def _wrappers() -> list[tuple[Any, type, dict[str, str]]]:
     return [
         (E2LLMChat, GenerationConfig, LANGCHAIN_GEN),
         (E2LLMChat, ModelOptions, MODEL),
+        (E2LLMChat, BackendOptions, BACKEND),
         (E2LLMChat, ExpansionOptions, EXPANSION),
         (PlainDecoderChat, GenerationConfig, LANGCHAIN_GEN),
         (PlainDecoderChat, ModelOptions, MODEL),
+        (PlainDecoderChat, BackendOptions, BACKEND),
         (E2LLMDocumentCompressor, ModelOptions, MODEL),
+        (E2LLMDocumentCompressor, BackendOptions, BACKEND),
         (E2LLMDocumentCompressor, PrefilterOptions, PREFILTER),
         (E2LLM, GenerationConfig, GEN),
         (E2LLM, ModelOptions, MODEL),
+        (E2LLM, BackendOptions, BACKEND),
         (E2LLM, PrefilterOptions, PREFILTER),
         (E2LLM, ExpansionOptions, EXPANSION),
         (PlainDecoderLLM, GenerationConfig, GEN),
         (PlainDecoderLLM, ModelOptions, MODEL),
+        (PlainDecoderLLM, BackendOptions, BACKEND),
         (E2LLMNodePostprocessor, ModelOptions, MODEL),
+        (E2LLMNodePostprocessor, BackendOptions, BACKEND),
         (E2LLMNodePostprocessor, PrefilterOptions, PREFILTER),
     ]
 
@@ -76,6 +84,8 @@ BAD_VALUES: dict[str, list[Any]] = {
     "top_k": [0, 2.5],
     "score_threshold": [1.5, math.inf],
     "expand_top_k": [-1, True],
+    "backend": ["gpu"],
+    "base_url": [],  # checked with backend, by the model validator
 }
 
 

@@ -98,9 +98,11 @@ class PrepareSpy:
     def __init__(self, pipeline: E2LLMPipeline) -> None:
         self.real = pipeline.prepare
         self.calls: list[tuple[str, str]] = []
+        self.prompts: list[dict[str, Any]] = []
 
     def __call__(self, context: Any, question: str, *args: Any, **kwargs: Any) -> Any:
         self.calls.append((" ".join(c.text for c in context.chunks), question))
+        self.prompts.append({k: kwargs.get(k) for k in ("system", "history")})
         return self.real(context, question, *args, **kwargs)
 
 
@@ -119,3 +121,40 @@ def test_both_wrappers_hand_the_pipeline_the_same_split(
     assert chat_question == llm_question == expected.question
     assert chat_context == llm_context
     assert chat_context.split() == expected.context.split()  # all of it, nothing else
+
+
+def test_both_wrappers_read_a_conversation_the_same(
+    tiny_pipeline: E2LLMPipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from langchain_core.messages import AIMessage, SystemMessage
+    from llama_index.core.base.llms.types import ChatMessage
+
+    spy = PrepareSpy(tiny_pipeline)
+    monkeypatch.setattr(tiny_pipeline, "prepare", spy)
+    turns = [
+        ("system", "Be brief."),
+        ("user", "Hello."),
+        ("user", "I have a question."),
+        ("assistant", "Ask it."),
+        ("user", CONTEXT),  # long: E2LLMChat's auto_context_chars lets it be split too
+        ("user", "What causes spring tides?"),
+    ]
+    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    chat = E2LLMChat(pipeline=tiny_pipeline, max_tokens=2, expand_top_k=0)
+    chat.invoke([kinds[role](text) for role, text in turns])
+    llm = E2LLM(pipeline=tiny_pipeline, max_new_tokens=2, expand_top_k=0)
+    llm.chat([ChatMessage(role=role, content=text) for role, text in turns])
+    (chat_context, chat_question), (llm_context, llm_question) = spy.calls
+    assert chat_question == llm_question == "What causes spring tides?"
+    assert chat_context == llm_context and chat_context.split() == CONTEXT.split()
+    assert (
+        spy.prompts[0]
+        == spy.prompts[1]
+        == {
+            "system": "Be brief.",
+            "history": [
+                {"role": "user", "content": "Hello.\n\nI have a question."},
+                {"role": "assistant", "content": "Ask it."},
+            ],
+        }
+    )

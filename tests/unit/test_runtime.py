@@ -32,7 +32,7 @@ QUESTION = "Who designed the bridge?"
 GEN = GenerationConfig(max_new_tokens=16)
 SLOW = GenerationConfig(max_new_tokens=200)
 CHAT = [{"role": "user", "content": "Count to a thousand."}]
-WAIT_S = 120  # generous: the test machine may be busy; a held lock waits forever
+WAIT_S = 60  # generous: the test machine may be busy; a held lock would wait forever
 
 
 @pytest.fixture(scope="module")
@@ -124,16 +124,17 @@ def test_a_half_read_stream_does_not_block_another_caller(
     tiny_pipeline: E2LLMPipeline, corpus: EncodedCorpus, reference: list[str]
 ) -> None:
     stream = tiny_pipeline.stream(corpus, QUESTION, GEN)
-    assert next(stream).text == reference[0]  # then the reader stops, mid-answer
-    answers: list[str] = []
-    other = threading.Thread(
-        target=lambda: answers.append(tiny_pipeline.ask(corpus, QUESTION, GEN).text),
-        daemon=True,
-    )
-    other.start()
-    other.join(WAIT_S)
-    assert answers == ["".join(reference)], "a suspended stream blocked another caller"
-    assert [p.text for p in stream] == reference[1:]  # and the first stream still finishes
+    with contextlib.closing(stream):
+        assert next(stream).text == reference[0]  # then the reader stops, mid-answer
+        answers: list[str] = []
+        other = threading.Thread(
+            target=lambda: answers.append(tiny_pipeline.ask(corpus, QUESTION, GEN).text),
+            daemon=True,
+        )
+        other.start()
+        other.join(WAIT_S)
+        assert answers == ["".join(reference)], "a suspended stream blocked another caller"
+        assert [p.text for p in stream] == reference[1:]  # and the first stream still finishes
 
 
 def test_a_stream_resumed_on_another_thread_completes_and_releases_the_lock(
@@ -258,10 +259,13 @@ async def test_leaving_the_async_bridge_early_stops_and_closes_the_iterator() ->
 async def test_an_async_stream_left_early_releases_the_lock(
     tiny_pipeline: E2LLMPipeline, corpus: EncodedCorpus
 ) -> None:
-    factory = lambda: tiny_pipeline.stream(corpus, QUESTION, GEN)  # noqa: E731
-    async with contextlib.aclosing(aiter_in_thread(factory)) as chunks:
-        async for _ in chunks:
-            break
+    async def first_chunk_only() -> None:
+        factory = lambda: tiny_pipeline.stream(corpus, QUESTION, GEN)  # noqa: E731
+        async with contextlib.aclosing(aiter_in_thread(factory)) as chunks:
+            async for _ in chunks:
+                break
+
+    await asyncio.wait_for(first_chunk_only(), WAIT_S)
     assert await asyncio.to_thread(_lock_is_free, tiny_pipeline, 10)
 
 

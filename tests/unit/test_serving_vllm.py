@@ -299,7 +299,9 @@ def test_remote_end_of_sequence_and_early_engine_stop(remote_pipeline: E2LLMPipe
         def __init__(self, ids: list[int]) -> None:
             self.ids = ids
 
-        def token_ids(self, inputs_embeds: torch.Tensor, generation: GenerationConfig) -> Iterator[int]:
+        def token_ids(
+            self, inputs_embeds: torch.Tensor, generation: GenerationConfig
+        ) -> Iterator[int]:
             return iter(self.ids)
 
         def close(self) -> None:
