@@ -19,7 +19,14 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from .core.backend import BackendName, BackendOptions, backend_pipeline
-from .core.options import ModelOptions, PrefilterOptions, check_option, option_default, option_help
+from .core.options import (
+    Autocast,
+    ModelOptions,
+    PrefilterOptions,
+    check_option,
+    option_default,
+    option_help,
+)
 from .core.pipeline import E2LLMPipeline
 from .core.registry import get_pipeline
 
@@ -66,7 +73,10 @@ class ModelSourceFields(BaseModel):
     checkpoint: str | None = core_field(ModelOptions, "checkpoint")
     device: str | None = core_field(ModelOptions, "device")
     trust_remote_code: bool | None = core_field(ModelOptions, "trust_remote_code")
-    _check_model_options = core_validator(ModelOptions, "checkpoint", "device", "trust_remote_code")
+    autocast: Autocast = core_field(ModelOptions, "autocast")
+    _check_model_options = core_validator(
+        ModelOptions, "checkpoint", "device", "trust_remote_code", "autocast"
+    )
     backend: BackendName = core_field(BackendOptions, "backend")
     base_url: str | None = core_field(BackendOptions, "base_url")
     _check_backend = core_validator(BackendOptions, "backend")
@@ -86,8 +96,10 @@ class ModelSourceFields(BaseModel):
         a remote decoder (vLLM) a pipeline of its own."""
         options = self.backend_options
         if options.remote:
-            return backend_pipeline(self.checkpoint, self.device, self.trust_remote_code, options)
-        return get_pipeline(self.checkpoint, self.device, self.trust_remote_code)
+            return backend_pipeline(
+                self.checkpoint, self.device, self.trust_remote_code, options, self.autocast
+            )
+        return get_pipeline(self.checkpoint, self.device, self.trust_remote_code, self.autocast)
 
 
 class PrefilterFields(BaseModel):

@@ -19,7 +19,14 @@ from typing import Any
 from ..core.expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k
 from ..core.generation import Usage
 from ..core.model import GenerationResult
-from ..core.options import ExpansionOptions, GenerationConfig, ModelOptions, option_default
+from ..core.options import (
+    AUTOCAST_MODES,
+    ExpansionOptions,
+    GenerationConfig,
+    ModelOptions,
+    option_default,
+    option_help,
+)
 from .errors import CLIError
 
 logger = logging.getLogger("e2llm")
@@ -108,7 +115,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the pipeline logs the same warnings
         pipe = E2LLMPipeline.from_pretrained(
-            checkpoint=args.checkpoint, device=args.device, **trust
+            checkpoint=args.checkpoint, device=args.device, autocast=args.autocast, **trust
         )
         usage, sources = _answer(pipe, docs, args, gen)
     if usage is not None:
@@ -235,6 +242,12 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--skip-unreadable",
         action="store_true",
         help="skip files in folders that cannot be read as UTF-8 text (each is reported)",
+    )
+    p.add_argument(
+        "--autocast",
+        default=option_default(ModelOptions, "autocast"),
+        choices=AUTOCAST_MODES,
+        help=option_help(ModelOptions, "autocast"),
     )
     p.add_argument(
         "--trust-remote-code",

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .expansion import Source
     from .generation import GenerationChunk, GenerationConfig, Usage
     from .model import GenerationResult
+    from .options import Autocast
     from .pipeline import E2LLMPipeline
     from .runtime import TokenStream
 
@@ -182,6 +183,7 @@ def backend_pipeline(
     device: str | None = None,
     trust_remote_code: bool | None = None,
     backend: BackendOptions | None = None,
+    autocast: Autocast = "auto",
 ) -> E2LLMPipeline:
     """The shared pipeline for a checkpoint whose decoder runs on ``backend``.
 
@@ -198,14 +200,14 @@ def backend_pipeline(
 
     options = backend or BackendOptions()
     if not options.remote:
-        return get_pipeline(checkpoint, device, trust_remote_code)
-    key = (checkpoint, device, trust_remote_code, options.key())
+        return get_pipeline(checkpoint, device, trust_remote_code, autocast)
+    key = (checkpoint, device, trust_remote_code, options.key(), autocast)
     with _LOCK:
         if key not in _PIPELINES:
             from .pipeline import E2LLMPipeline
 
             pipe = E2LLMPipeline.from_pretrained(
-                checkpoint, device=device, trust_remote_code=trust_remote_code
+                checkpoint, device=device, trust_remote_code=trust_remote_code, autocast=autocast
             )
             pipe.model.backend = build_backend(options, checkpoint)
             _PIPELINES[key] = pipe

@@ -11,6 +11,7 @@ from torch import nn
 
 from .config import EncoderConfig, LoraSettings
 from .models import resolve
+from .precision import inference_autocast
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +153,8 @@ class ChunkEncoder(nn.Module):
         feats: list[torch.Tensor] = []
         masks: list[torch.Tensor] = []
         for i in tqdm(range(0, len(texts), bs), desc="encoding chunks", disable=not show):
-            f, m = self(**self.tokenize([texts[j] for j in order[i : i + bs]]))
+            with inference_autocast(self.model):
+                f, m = self(**self.tokenize([texts[j] for j in order[i : i + bs]]))
             feats.append(f.float().cpu())
             masks.append(m.cpu())
         feat, mask = _pad_cat(feats, masks)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .options import GenerationConfig
+from .precision import inference_autocast
 
 __all__ = [
     "GenerationChunk",
@@ -140,13 +141,15 @@ def sampled_ids(
     prefill = last_logits_only(decoder)
     if past is not None:
         prefill[cache_kw] = past
-    out = decoder(inputs_embeds=inputs_embeds, use_cache=True, **prefill)
+    with inference_autocast(decoder):
+        out = decoder(inputs_embeds=inputs_embeds, use_cache=True, **prefill)
     for step in range(cfg.max_new_tokens):
-        token = _next_token(out.logits[0, -1].cpu(), cfg, gen)
+        token = _next_token(out.logits[0, -1].float().cpu(), cfg, gen)
         yield token
         if step + 1 < cfg.max_new_tokens:
             next_ids = torch.tensor([[token]], device=inputs_embeds.device)
-            out = decoder(input_ids=next_ids, use_cache=True, **{cache_kw: cache_of(out)})
+            with inference_autocast(decoder):
+                out = decoder(input_ids=next_ids, use_cache=True, **{cache_kw: cache_of(out)})
 
 
 def decode_ids(

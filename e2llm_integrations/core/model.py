@@ -24,6 +24,7 @@ from .generation import (
     stream_tokens,
 )
 from .models import resolve
+from .precision import Autocast, inference_mode_of, set_inference_autocast
 from .prefix_cache import PrefixCache, prefix_key
 from .prompt import PromptParts, build_prompt, render_chat
 
@@ -157,6 +158,21 @@ class E2LLMModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.adapter.parameters()).device
+
+    def set_autocast(self, mode: Autocast) -> None:
+        """Run the encoder's and the decoder's inference passes in ``mode``.
+
+        ``auto`` is bf16 autocast where the hardware runs it fast (CPUs with AVX512-BF16
+        or AMX, CUDA with bf16), fp32 elsewhere; ``bf16`` forces it; ``off`` is fp32.
+        Weights stay as loaded, so training and ``off`` are unchanged.
+        """
+        set_inference_autocast(self.encoder.model, mode)
+        set_inference_autocast(self.decoder, mode)
+
+    @property
+    def autocast(self) -> Autocast:
+        """The inference mode set by :meth:`set_autocast` (``off`` until one is)."""
+        return inference_mode_of(self.decoder)
 
     @property
     def max_positions(self) -> int:

@@ -46,6 +46,21 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from .pipeline import E2LLMPipeline
 
+Autocast = Literal["auto", "bf16", "off"]
+"""Precision: bf16 autocast where the hardware runs it fast (``auto``), always, or never."""
+AUTOCAST_MODES: tuple[str, ...] = ("auto", "bf16", "off")
+
+
+def check_autocast(mode: Any) -> Autocast:
+    """``mode`` if it is one of :data:`AUTOCAST_MODES`, else a ``ValueError`` naming them."""
+    if not isinstance(mode, str) or mode not in AUTOCAST_MODES:
+        raise ValueError(
+            f"autocast must be one of {', '.join(map(repr, AUTOCAST_MODES))}, got {mode!r} "
+            "('auto' is bf16 where the CPU/GPU runs it fast, 'off' is fp32)."
+        )
+    return mode  # type: ignore[return-value]
+
+
 OnOverflow = Literal["select", "error"]
 """What to do with documents that need more positions than the decoder's window."""
 
@@ -117,6 +132,8 @@ class ModelOptions:
         device: Torch device; ``None`` picks CUDA when available, else CPU.
         trust_remote_code: Allow the decoder folder's own Python code; ``None`` reads
             ``$E2LLM_TRUST_REMOTE_CODE`` (unset: no).
+        autocast: Inference precision of encoder and decoder: ``auto`` (bf16 autocast
+            where the CPU has AVX512-BF16/AMX or the GPU bf16, else fp32), ``bf16``, ``off``.
 
     Example:
         >>> ModelOptions(device="cpu").load()  # the shared pipeline  # doctest: +SKIP
@@ -136,6 +153,13 @@ class ModelOptions:
             "(unset: refused)."
         ),
     )
+    autocast: Autocast = field(
+        default="auto",
+        metadata=_help(
+            "Inference precision: 'auto' (bf16 where the CPU/GPU runs it fast, else fp32), "
+            "'bf16' or 'off' (fp32)."
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.checkpoint is not None:
@@ -153,12 +177,13 @@ class ModelOptions:
             raise TypeError(
                 f"trust_remote_code must be True, False or None, got {self.trust_remote_code!r}."
             )
+        check_autocast(self.autocast)
 
     def load(self) -> E2LLMPipeline:
         """The shared pipeline for these options (``core.registry``), loaded on first use."""
         from .registry import get_pipeline
 
-        return get_pipeline(self.checkpoint, self.device, self.trust_remote_code)
+        return get_pipeline(self.checkpoint, self.device, self.trust_remote_code, self.autocast)
 
 
 def _device(value: Any) -> str:

@@ -4,6 +4,10 @@ On CPUs with AVX512-BF16 or AMX, ``torch.autocast("cpu", dtype=torch.bfloat16)``
 decoder's matrix products in bf16 at a large speed-up over fp32; on CPUs without them bf16
 is emulated and slower, so ``auto`` keeps fp32 there.
 
+Inference follows the same rule per module: :func:`set_inference_autocast` records a
+mode on the encoder and the decoder, and every inference forward runs inside
+:func:`inference_autocast` (no autocast state is left set across a ``yield``).
+
 Example:
     >>> with autocast(torch.device("cpu"), "off"):
     ...     pass
@@ -15,12 +19,11 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
 import torch
 
-Autocast = Literal["auto", "bf16", "off"]
-AUTOCAST_MODES: tuple[str, ...] = ("auto", "bf16", "off")
+from .options import AUTOCAST_MODES, Autocast, check_autocast  # noqa: F401  (public here too)
+
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -56,3 +59,25 @@ def autocast(device: torch.device, mode: Autocast) -> Iterator[None]:
             yield
     else:
         yield
+
+
+_MODE_ATTR = "_e2llm_inference_autocast"
+
+
+def set_inference_autocast(module: torch.nn.Module, mode: Autocast) -> None:
+    """Run ``module``'s inference forwards (see :func:`inference_autocast`) in ``mode``."""
+    setattr(module, _MODE_ATTR, check_autocast(mode))
+
+
+def inference_mode_of(module: torch.nn.Module) -> Autocast:
+    """The mode recorded by :func:`set_inference_autocast` (``off`` when none was)."""
+    return getattr(module, _MODE_ATTR, "off")  # type: ignore[no-any-return]
+
+
+def inference_autocast(module: torch.nn.Module) -> contextlib.AbstractContextManager[None]:
+    """The autocast context for one inference forward of ``module``."""
+    mode = inference_mode_of(module)
+    if mode == "off":
+        return contextlib.nullcontext()
+    device = next(module.parameters()).device
+    return autocast(device, mode)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from .generation import cache_of, last_logits_only
+from .precision import inference_autocast
 
 DEFAULT_PREFIX_CACHE_BYTES = 512 * 2**20
 """Default bound of a pipeline's prefix cache (about 50 corpora of 8k tokens on SmolLM2)."""
@@ -110,7 +111,7 @@ class PrefixCache:
                 self.hits += 1
                 return copy.deepcopy(entry.cache), entry.length
             self.misses += 1
-        with torch.inference_mode():
+        with torch.inference_mode(), inference_autocast(decoder):
             out = decoder(inputs_embeds=prefix_embeds, use_cache=True, **last_logits_only(decoder))
         kv = cache_of(out)
         entry = _Entry(kv, int(prefix_embeds.shape[1]), cache_nbytes(kv))

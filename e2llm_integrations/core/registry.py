@@ -14,26 +14,28 @@ import torch
 
 from .config import allow_remote_code
 from .pipeline import E2LLMPipeline
+from .precision import Autocast, check_autocast
 
-_PIPELINES: dict[tuple[str | None, str, bool], E2LLMPipeline] = {}
+_PIPELINES: dict[tuple[str | None, str, bool, str], E2LLMPipeline] = {}
 _LOCK = threading.Lock()
 
 
 def _key(
-    checkpoint: str | Path | None, device: str | torch.device | None, trust: bool
-) -> tuple[str | None, str, bool]:
+    checkpoint: str | Path | None, device: str | torch.device | None, trust: bool, autocast: str
+) -> tuple[str | None, str, bool, str]:
     path = str(Path(checkpoint).expanduser().resolve()) if checkpoint is not None else None
     if device is None:  # the device from_pretrained would pick, so None and "cpu" share
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    return path, str(torch.device(device)), trust
+    return path, str(torch.device(device)), trust, autocast
 
 
 def get_pipeline(
     checkpoint: str | Path | None = None,
     device: str | torch.device | None = None,
     trust_remote_code: bool | None = None,
+    autocast: Autocast = "auto",
 ) -> E2LLMPipeline:
-    """The shared pipeline for ``(checkpoint, device, trust_remote_code)``, loaded on first use.
+    """The shared pipeline for these :class:`~.options.ModelOptions`, loaded on first use.
 
     The arguments are those of :class:`~.options.ModelOptions`.
 
@@ -44,6 +46,7 @@ def get_pipeline(
         trust_remote_code: Allow the decoder folder's own Python code; ``None`` reads
             ``$E2LLM_TRUST_REMOTE_CODE``. A pipeline loaded with remote code allowed is
             never handed to a caller that did not allow it.
+        autocast: Inference precision (``auto``: bf16 where the hardware runs it fast).
 
     Example:
         >>> pipe = get_pipeline()  # doctest: +SKIP
@@ -51,11 +54,11 @@ def get_pipeline(
         True
     """
     trust = allow_remote_code(trust_remote_code)
-    key = _key(checkpoint, device, trust)
+    key = _key(checkpoint, device, trust, check_autocast(autocast))
     with _LOCK:
         if key not in _PIPELINES:
             _PIPELINES[key] = E2LLMPipeline.from_pretrained(
-                checkpoint, device=device, trust_remote_code=trust
+                checkpoint, device=device, trust_remote_code=trust, autocast=autocast
             )
         return _PIPELINES[key]
 

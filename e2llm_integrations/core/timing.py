@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .generation import cache_argument, cache_of, last_logits_only
+from .precision import inference_autocast
 
 if TYPE_CHECKING:
     from .corpus import EncodedCorpus
@@ -59,12 +60,14 @@ def timed_decode(decoder: Any, embeds: torch.Tensor, new_tokens: int) -> tuple[f
     """
     cache_kw, dev = cache_argument(decoder), embeds.device
     start = time.perf_counter()
-    out = decoder(inputs_embeds=embeds, use_cache=True, **last_logits_only(decoder))
+    with inference_autocast(decoder):
+        out = decoder(inputs_embeds=embeds, use_cache=True, **last_logits_only(decoder))
     token = out.logits[:, -1].argmax(-1, keepdim=True)  # (1, 1)
     _sync(dev)
     first = time.perf_counter()
     for _ in range(new_tokens - 1):
-        out = decoder(input_ids=token, use_cache=True, **{cache_kw: cache_of(out)})
+        with inference_autocast(decoder):
+            out = decoder(input_ids=token, use_cache=True, **{cache_kw: cache_of(out)})
         token = out.logits[:, -1].argmax(-1, keepdim=True)
     _sync(dev)
     return first - start, time.perf_counter() - first

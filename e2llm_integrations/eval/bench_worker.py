@@ -24,13 +24,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model-config", default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--autocast", default="auto")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     with open(args.spec, encoding="utf-8") as fh:
         spec = json.load(fh)
     raw = spec["config"]
     cfg = BenchConfig(**{**raw, "lengths": tuple(raw["lengths"]), "systems": tuple(raw["systems"])})
-    source = ModelSource(args.checkpoint, args.model_config, args.device, args.threads)
+    source = ModelSource(
+        args.checkpoint, args.model_config, args.device, args.threads, args.autocast
+    )
     pipe = source.load()
     warm_up(pipe, spec["system"], spec["text"])
     row = measure(pipe, spec["system"], spec["text"], spec["length"], cfg)

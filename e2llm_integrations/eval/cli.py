@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..core.io import write_text
+from ..core.options import AUTOCAST_MODES
 from .common import ModelSource, RunMeta, machine_info, parse_floats, parse_lengths, write_json
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,9 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def _source(args: argparse.Namespace) -> ModelSource:
-    return ModelSource(args.checkpoint, args.model_config, args.device, args.threads)
+    return ModelSource(
+        args.checkpoint, args.model_config, args.device, args.threads, args.autocast
+    )
 
 
 def _meta(args: argparse.Namespace, kind: str, source: ModelSource, pipe: Any, cfg: Any) -> RunMeta:
@@ -61,7 +64,7 @@ def _meta(args: argparse.Namespace, kind: str, source: ModelSource, pipe: Any, c
         trained=bool(pipe.trained),
         config=dataclasses.asdict(cfg),
         command=command_line(args),
-        machine=machine_info(args.device),
+        machine={**machine_info(args.device), "autocast": args.autocast, "bf16": pipe.bf16},
     )
 
 
@@ -193,6 +196,9 @@ def _common(p: argparse.ArgumentParser, prog: list[str]) -> None:
                    help="E2LLMConfig JSON: evaluate an UNTRAINED model built from it (tests)")  # fmt: skip
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--autocast", default="auto", choices=AUTOCAST_MODES,
+                   help="inference precision: auto (bf16 where the CPU has AVX512-BF16/AMX), "
+                   "bf16, off (fp32)")  # fmt: skip
     p.add_argument(
         "--data-dir", default=None, help="prepared data (default: $E2LLM_DATA_DIR or ./data)"
     )

@@ -46,15 +46,17 @@ class ModelSource:
             from it (a test seam: tiny models, or a base-model-only sanity run).
         device: Torch device (``None``: CUDA when available, else CPU).
         threads: ``torch.set_num_threads`` value (``None``: torch's default).
+        autocast: Inference precision (``auto``: bf16 where the hardware runs it fast).
     """
 
     checkpoint: str | None = None
     model_config: str | None = None
     device: str | None = None
     threads: int | None = None
+    autocast: str = "auto"
 
     def __post_init__(self) -> None:
-        ModelOptions(self.checkpoint, self.device)  # the core defaults and checks of both
+        ModelOptions(self.checkpoint, self.device, autocast=self.autocast)  # the core checks
         if self.checkpoint is not None and self.model_config is not None:
             raise ValueError("Pass either --checkpoint or --model-config, not both.")
         if self.threads is not None and self.threads < 1:
@@ -73,7 +75,12 @@ class ModelSource:
             config = E2LLMConfig.from_json(Path(self.model_config).read_text(encoding="utf-8"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the pipeline also logs the untrained warning
-            return E2LLMPipeline.from_pretrained(self.checkpoint, self.device, config)
+            return E2LLMPipeline.from_pretrained(
+                self.checkpoint,
+                self.device,
+                config,
+                autocast=self.autocast,  # type: ignore[arg-type]
+            )
 
     def label(self, pipe: E2LLMPipeline | None = None) -> str:
         """A human-readable name of the model, saying when it is untrained."""
@@ -94,6 +101,7 @@ class ModelSource:
             ("--model-config", self.model_config),
             ("--device", self.device),
             ("--threads", self.threads),
+            ("--autocast", None if self.autocast == "auto" else self.autocast),
         ):
             if value is not None:
                 args += [flag, str(value)]

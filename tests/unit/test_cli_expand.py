@@ -41,7 +41,10 @@ def files(tmp_path: Path) -> list[Path]:
 def tiny_cli(tiny_pipeline: E2LLMPipeline, monkeypatch: pytest.MonkeyPatch) -> E2LLMPipeline:
     """``e2llm ask`` over the tiny pipeline instead of the shipped checkpoint."""
 
-    def from_pretrained(checkpoint: Any = None, device: Any = None, config: Any = None) -> Any:
+    def from_pretrained(
+        checkpoint: Any = None, device: Any = None, config: Any = None, autocast: Any = "auto"
+    ) -> Any:
+        assert autocast == "auto"  # the CLI passes the core default through
         return tiny_pipeline
 
     monkeypatch.setattr(E2LLMPipeline, "from_pretrained", staticmethod(from_pretrained))
