@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .chunking import Chunk, Document, check_prompt_text
 from .corpus import (
     EncodedCorpus,
     OnOverflow,
+    TopChunks,
     check_on_overflow,
     dropped_message,
     overflow_capacity,
@@ -58,15 +59,17 @@ def prepare(
     expand_top_k: int | None,
     on_overflow: OnOverflow,
     prompt: dict[str, Any],
+    batch: int,
 ) -> Prepared:
     """Encode (if needed) and pick the chunks and excerpts that fit the window.
 
-    See :meth:`E2LLMPipeline.prepare`, which this implements.
+    See :meth:`E2LLMPipeline.prepare`, which this implements; ``batch`` bounds the
+    chunks encoded at once when the documents overflow the window.
     """
     check_prompt_text(question, prompt)
     mode = check_on_overflow(on_overflow)
     cfg = generation or GenerationConfig()
-    corpus, selected = fitting_corpus(pipe, context, question, cfg, mode, prompt)
+    corpus, selected = fitting_corpus(pipe, context, question, cfg, mode, prompt, batch)
     if "excerpts" in prompt:
         shown, kwargs = [], prompt
     else:
@@ -114,12 +117,13 @@ def fitting_corpus(
     cfg: GenerationConfig,
     mode: OnOverflow,
     prompt: dict[str, Any],
+    batch: int,
 ) -> tuple[EncodedCorpus, bool]:
     """The corpus to answer from, and whether chunks had to be left out to fit."""
     room = soft_room(pipe, question, cfg, prompt)
     model = pipe.model
     if isinstance(context, EncodedCorpus):
-        corpus = pipe.check_corpus(context)
+        corpus = check_fingerprint(context, pipe.fingerprint)
         need = model.n_soft_tokens(corpus.mask)
         if need == 0 or need <= room:
             return corpus, False
@@ -130,7 +134,22 @@ def fitting_corpus(
     if len(chunks) * model.config.encoder.tokens_per_chunk <= room:
         return pipe.encode_chunks(chunks), False
     capacity = overflow_capacity(model, len(chunks), room, mode)
-    return pipe.encode_closest(chunks, question, capacity), True
+    return encode_closest(pipe, chunks, question, capacity, batch), True
+
+
+def encode_closest(
+    pipe: E2LLMPipeline, chunks: Sequence[Chunk], question: str, capacity: int, batch: int
+) -> EncodedCorpus:
+    """Encode ``batch`` chunks at a time, keeping the ``capacity`` closest to the question."""
+    from tqdm.auto import tqdm
+
+    key = pipe.query_key(question)
+    top = TopChunks(capacity)
+    starts = range(0, len(chunks), batch)
+    for i in tqdm(starts, desc="encoding chunks", disable=len(starts) < 2):
+        part = pipe.encode_chunks(chunks[i : i + batch], progress=False)
+        top.add(part, chunk_scores(part, key))
+    return top.result()
 
 
 def room_for_excerpts(

@@ -26,13 +26,14 @@ from .chunking import (  # noqa: F401  (Document, read_documents: public here to
     read_documents,
 )
 from .config import E2LLMConfig, allow_remote_code, with_remote_code
-from .corpus import EncodedCorpus, OnOverflow, TopChunks
+from .corpus import EncodedCorpus, OnOverflow
 from .encoder import sentence_embeddings
-from .expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k, chunk_scores, expand
-from .fitting import Prepared, check_fingerprint, chunks_of
+from .expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k, expand
+from .fitting import Prepared, chunks_of
 from .fitting import prepare as prepare_call
 from .generation import GenerationChunk, GenerationConfig, Usage
 from .model import E2LLMModel, GenerationResult
+from .precision import Autocast, bf16_enabled, check_autocast
 from .prefix_cache import DEFAULT_PREFIX_CACHE_BYTES, PrefixCache
 from .runtime import LockedTokenizer, TokenStream
 from .timing import DecodeProfiler
@@ -97,6 +98,7 @@ class E2LLMPipeline:
         device: str | torch.device | None = None,
         config: E2LLMConfig | None = None,
         trust_remote_code: bool | None = None,
+        autocast: Autocast = "auto",
     ) -> E2LLMPipeline:
         """Load a checkpoint (default: the shipped one), or an untrained model from ``config``.
 
@@ -107,7 +109,11 @@ class E2LLMPipeline:
             trust_remote_code: Allow the decoder folder's own Python code (``auto_map``).
                 Only the caller decides: ``None`` reads ``$E2LLM_TRUST_REMOTE_CODE``
                 (default no). A checkpoint or config asking for it is refused otherwise.
+            autocast: Inference precision of the encoder and decoder: ``auto`` (bf16
+                autocast where the CPU has AVX512-BF16/AMX or the GPU bf16, else fp32),
+                ``bf16``, or ``off`` (fp32).
         """
+        check_autocast(autocast)
         if config is not None and checkpoint is not None:
             raise ValueError("Pass either checkpoint= or config=, not both.")
         allowed = allow_remote_code(trust_remote_code)
@@ -115,11 +121,13 @@ class E2LLMPipeline:
             path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
             if path is not None:
                 model = load_checkpoint(path, device=device, trust_remote_code=allowed)
+                model.set_autocast(autocast)
                 return cls(model, trained=True)
             config = E2LLMConfig()
         loading = with_remote_code(config, allowed, "This config")
         model = E2LLMModel.from_config(loading, device=device)
         model.config.decoder.trust_remote_code = config.decoder.trust_remote_code  # a request
+        model.set_autocast(autocast)
         return cls(model, trained=False)
 
     # ------------------------------------------------------------------ facts
@@ -131,6 +139,16 @@ class E2LLMPipeline:
     def config(self) -> E2LLMConfig:
         """The model's configuration (base models, chunking, soft tokens per chunk)."""
         return self.model.config
+
+    @property
+    def autocast(self) -> Autocast:
+        """Inference precision mode (``from_pretrained(autocast=...)``)."""
+        return self.model.autocast
+
+    @property
+    def bf16(self) -> bool:
+        """Whether inference runs in bf16 autocast on this device."""
+        return bf16_enabled(self.device, self.model.autocast)
 
     @property
     def max_positions(self) -> int:
@@ -195,24 +213,6 @@ class E2LLMPipeline:
             feats, mask = self.model.encoder.encode([])
         return EncodedCorpus([], feats, mask, [], self.fingerprint)
 
-    def encode_closest(
-        self, chunks: Sequence[Chunk], question: str, capacity: int
-    ) -> EncodedCorpus:
-        """Encode in bounded batches, keeping the ``capacity`` chunks closest to the question."""
-        from tqdm.auto import tqdm
-
-        key = self.query_key(question)
-        top = TopChunks(capacity)
-        starts = range(0, len(chunks), ENCODE_BATCH_CHUNKS)
-        for i in tqdm(starts, desc="encoding chunks", disable=len(starts) < 2):
-            part = self.encode_chunks(chunks[i : i + ENCODE_BATCH_CHUNKS], progress=False)
-            top.add(part, chunk_scores(part, key))
-        return top.result()
-
-    def check_corpus(self, corpus: EncodedCorpus) -> EncodedCorpus:
-        """``corpus`` if it was encoded with this model's settings, else a ``ValueError``."""
-        return check_fingerprint(corpus, self.fingerprint)
-
     # ------------------------------------------------------------------ questions
     def query_features(self, question: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The question through the chunk encoder: (1, L, d_enc) features and (1, L) mask."""
@@ -259,7 +259,8 @@ class E2LLMPipeline:
             included). Explicit ``excerpts=`` in ``prompt`` are used as given, and no
             chunk is expanded.
         """
-        return prepare_call(self, context, question, generation, expand_top_k, on_overflow, prompt)
+        args = (context, question, generation, expand_top_k, on_overflow, prompt)
+        return prepare_call(self, *args, batch=ENCODE_BATCH_CHUNKS)
 
     def stream(
         self,
