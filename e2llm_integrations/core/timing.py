@@ -11,6 +11,7 @@ import torch
 
 from .generation import cache_argument, cache_of, last_logits_only
 from .precision import inference_autocast
+from .prefix_cache import cache_nbytes, prefix_key
 
 if TYPE_CHECKING:
     from .corpus import EncodedCorpus
@@ -48,8 +49,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_decode(decoder: Any, embeds: torch.Tensor, new_tokens: int) -> tuple[float, float]:
+def timed_decode(
+    decoder: Any, embeds: torch.Tensor, new_tokens: int, past: Any = None
+) -> tuple[float, float]:
     """Prefill ``embeds`` (1, P, d_dec) and decode ``new_tokens`` greedy tokens.
+
+    With ``past`` (a KV cache over earlier positions) only ``embeds`` are prefilled.
 
     The prefill computes logits for the last position only, as ``transformers``'
     ``generate`` does, so no system pays for a (positions x vocabulary) logits matrix.
@@ -61,7 +66,11 @@ def timed_decode(decoder: Any, embeds: torch.Tensor, new_tokens: int) -> tuple[f
     cache_kw, dev = cache_argument(decoder), embeds.device
     start = time.perf_counter()
     with inference_autocast(decoder):
-        out = decoder(inputs_embeds=embeds, use_cache=True, **last_logits_only(decoder))
+        prefill = last_logits_only(decoder)
+    if past is not None:
+        prefill[cache_kw] = past
+    with inference_autocast(decoder):
+        out = decoder(inputs_embeds=embeds, use_cache=True, **prefill)
     token = out.logits[:, -1].argmax(-1, keepdim=True)  # (1, 1)
     _sync(dev)
     first = time.perf_counter()
@@ -71,6 +80,23 @@ def timed_decode(decoder: Any, embeds: torch.Tensor, new_tokens: int) -> tuple[f
         token = out.logits[:, -1].argmax(-1, keepdim=True)
     _sync(dev)
     return first - start, time.perf_counter() - first
+
+
+@dataclass(frozen=True)
+class CachedInputs:
+    """A warm decoder input: the KV cache over its first positions, and the rest.
+
+    Attributes:
+        past: The decoder's KV cache over ``cached_positions`` positions (a private copy).
+        suffix: (1, S, d_dec) embeddings still to prefill.
+        cached_positions: Positions the cache covers.
+        cache_bytes: Bytes of that cache (what the prefix cache keeps per corpus).
+    """
+
+    past: Any
+    suffix: torch.Tensor
+    cached_positions: int
+    cache_bytes: int
 
 
 class DecodeProfiler:
@@ -87,6 +113,7 @@ class DecodeProfiler:
     def __init__(self, pipeline: E2LLMPipeline) -> None:
         self._model = pipeline.model
         self._lock = pipeline.lock
+        self._cache = pipeline.prefix_cache
 
     def weight_bytes(self) -> dict[str, int]:
         """Bytes of the ``encoder``, ``adapter`` and ``decoder`` (LoRA included) weights."""
@@ -108,6 +135,26 @@ class DecodeProfiler:
             model.check_window(parts, soft.shape[0], max_new_tokens)
             return model.embed_sequence(parts, soft).unsqueeze(0)
 
+    def cached_inputs(
+        self, corpus: EncodedCorpus, question: str, max_new_tokens: int, **prompt: Any
+    ) -> CachedInputs:
+        """The decoder input over ``corpus`` as a warm repeat question sees it.
+
+        The KV cache over ``[prefix] <soft tokens>`` comes from the pipeline's prefix
+        cache (prefilled there on first use, as ``ask`` does), and only the suffix (the
+        question) is left to prefill. The cache's bytes are reported with it.
+        """
+        model = self._model
+        with self._lock, torch.inference_mode():
+            parts = model.prompt(question, **prompt)
+            soft = model.soft_tokens(corpus.features, corpus.mask)
+            model.check_window(parts, soft.shape[0], max_new_tokens)
+            embeds = model.embed_sequence(parts, soft).unsqueeze(0)
+            split = len(parts.prefix_ids) + soft.shape[0]
+            key = prefix_key(parts.prefix_ids, soft)
+            past, length = self._cache.get(model.decoder, embeds[:, :split], key)
+        return CachedInputs(past, embeds[:, split:], length, cache_nbytes(past))
+
     def text_inputs(self, ids: Sequence[int]) -> torch.Tensor:
         """Decoder token ids (e.g. ``pipeline.chat_ids``) as (1, P, d_dec) input embeddings."""
         with self._lock, torch.inference_mode():
@@ -115,7 +162,10 @@ class DecodeProfiler:
             return table(torch.tensor([list(ids)], device=self._model.device))  # type: ignore[no-any-return]
 
     def timed_decode(
-        self, build: Callable[[], torch.Tensor], new_tokens: int, base_only: bool = False
+        self,
+        build: Callable[[], torch.Tensor | CachedInputs],
+        new_tokens: int,
+        base_only: bool = False,
     ) -> DecodeTiming:
         """Time ``build()`` (the decoder input) and ``new_tokens`` greedy decoding steps.
 
@@ -124,7 +174,10 @@ class DecodeProfiler:
         """
         with self._lock, torch.inference_mode(), self._model.base_only(base_only):
             start = time.perf_counter()
-            embeds = build()
+            built = build()
             setup = time.perf_counter() - start
-            prefill, decode = timed_decode(self._model.decoder, embeds, new_tokens)
-        return DecodeTiming(setup, prefill, decode, int(embeds.shape[1]))
+            past, embeds, cached = None, built, 0
+            if isinstance(built, CachedInputs):
+                past, embeds, cached = built.past, built.suffix, built.cached_positions
+            prefill, decode = timed_decode(self._model.decoder, embeds, new_tokens, past)
+        return DecodeTiming(setup, prefill, decode, cached + int(embeds.shape[1]))

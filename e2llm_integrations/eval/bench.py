@@ -1,7 +1,9 @@
 """Speed and memory against context length: time to first token, decode tokens/s, peak memory.
 
 Systems: ``e2llm_cold`` (chunk + encode + adapter + prefill), ``e2llm_warm`` (the encoded
-corpus is reused), ``full`` (the plain base decoder with the whole text, only where it
+corpus is reused), ``e2llm_cached`` (a repeat question: the encoded corpus and the decoder's
+KV cache over ``[prefix] <soft tokens>`` are reused, so only the question is prefilled; the
+cache's size is reported as ``cache_mb``), ``full`` (the plain base decoder with the whole text, only where it
 fits its window) and ``rag`` (question embedding + FAISS top-k + prefill of their text;
 the chunk index is built beforehand, as a RAG index would be).
 
@@ -30,14 +32,19 @@ from typing import Any
 import torch
 
 from ..core.pipeline import E2LLMPipeline
-from ..core.timing import timed_decode  # noqa: F401  (public here too)
+from ..core.timing import (
+    CachedInputs,
+    timed_decode,  # noqa: F401  (public here too)
+)
 from .common import ModelSource
 from .memory import MB, PeakMemory
 from .systems import TEXT_INSTRUCTION, text_messages, top_chunks
 
 logger = logging.getLogger(__name__)
 
-BENCH_SYSTEMS: tuple[str, ...] = ("e2llm_cold", "e2llm_warm", "full", "rag")
+BENCH_SYSTEMS: tuple[str, ...] = ("e2llm_cold", "e2llm_warm", "e2llm_cached", "full", "rag")
+FIRST_QUESTION = "Who is the text about?"
+"""Asked before ``e2llm_cached`` is timed: it fills the prefix cache, as a first user would."""
 QUESTION = "What is the main point of the text?"
 WORKER = "e2llm_integrations.eval.bench_worker"
 WARM_UP_CHARS = 400
@@ -85,11 +92,15 @@ class Measurement:
     context_tokens: int = 0
     input_positions: int = 0
     ttft_s: float | None = None
+    setup_s: float | None = None
+    prefill_s: float | None = None
     decode_tok_s: float | None = None
     wall_s: float | None = None
     peak_mb: float | None = None
     weights_mb: float | None = None
     memory_method: str = ""
+    cache_mb: float | None = None
+    autocast: str | None = None
     skipped: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,7 +128,7 @@ def _text_embeds(pipe: E2LLMPipeline, context: str, new_tokens: int) -> torch.Te
 
 def _prepare(
     pipe: E2LLMPipeline, system: str, text: str, top_k: int
-) -> Callable[[int], torch.Tensor]:
+) -> Callable[[int], torch.Tensor | CachedInputs]:
     """A function of ``new_tokens`` that builds the decoder input: the timed setup part."""
     soft = pipe.profiler.soft_inputs
     if system == "e2llm_cold":
@@ -127,6 +138,10 @@ def _prepare(
     corpus = pipe.encode([text], progress=False)  # built before timing: an existing index
     if system == "e2llm_warm":
         return lambda n: soft(corpus, QUESTION, n)
+    if system == "e2llm_cached":
+        cached = pipe.profiler.cached_inputs
+        cached(corpus, FIRST_QUESTION, 2)  # an earlier question filled the prefix cache
+        return lambda n: cached(corpus, QUESTION, n)
     if system == "rag":
         return lambda n: _text_embeds(
             pipe, "\n\n".join(top_chunks(pipe, corpus, QUESTION, top_k)), n
@@ -139,25 +154,34 @@ def measure(
 ) -> Measurement:
     """Time and memory of ``system`` on ``text`` in this process (``repeats`` times)."""
     row = Measurement(system, length, context_tokens=_tokens(pipe, text))
-    row.weights_mb = _mb(pipe, system)
-    times: list[tuple[float, float, float]] = []
+    row.weights_mb, row.autocast = _mb(pipe, system), "bf16" if pipe.bf16 else "fp32"
+    times: list[tuple[float, float, float, float, float]] = []
     try:
         build = _prepare(pipe, system, text, cfg.top_k)
         for _ in range(cfg.repeats):
             with PeakMemory(pipe.device, collect=cfg.isolate) as mem:
                 run = pipe.profiler.timed_decode(
-                    lambda: build(cfg.new_tokens), cfg.new_tokens, system in ("full", "rag")
+                    lambda: _kept(row, build(cfg.new_tokens)),
+                    cfg.new_tokens,
+                    system in ("full", "rag"),
                 )
-            times.append((run.ttft_s, run.decode_s, run.wall_s))
+            times.append((run.ttft_s, run.decode_s, run.wall_s, run.setup_s, run.prefill_s))
             row.peak_mb = max(row.peak_mb or 0.0, mem.peak_mb)
             row.input_positions, row.memory_method = run.input_positions, mem.method
     except Skip as why:
         row.skipped = str(why)
         return row
-    ttft, decode, wall = sorted(times)[len(times) // 2]
+    ttft, decode, wall, row.setup_s, row.prefill_s = sorted(times)[len(times) // 2]
     row.ttft_s, row.wall_s = ttft, wall
     row.decode_tok_s = (cfg.new_tokens - 1) / decode if decode > 0 else None
     return row
+
+
+def _kept(row: Measurement, built: torch.Tensor | CachedInputs) -> torch.Tensor | CachedInputs:
+    """``built``, noting on ``row`` the size of the KV cache a warm input reuses."""
+    if isinstance(built, CachedInputs):
+        row.cache_mb = built.cache_bytes / MB
+    return built
 
 
 def _tokens(pipe: E2LLMPipeline, text: str) -> int:
@@ -218,15 +242,15 @@ def run_bench(
 
 
 def with_ratios(rows: list[Measurement]) -> list[dict[str, Any]]:
-    """Rows as dicts plus ratios against ``full`` at the same length (where it ran).
+    """Rows as dicts plus ratios against ``full`` at the same length and precision.
 
     ``ttft_speedup`` = full's TTFT / this TTFT; ``memory_ratio`` = this peak / full's peak.
     """
-    full = {r.length: r for r in rows if r.system == "full" and r.skipped is None}
+    full = {(r.length, r.autocast): r for r in rows if r.system == "full" and r.skipped is None}
     out = []
     for r in rows:
         d = r.to_dict()
-        ref = full.get(r.length)
+        ref = full.get((r.length, r.autocast))
         if ref is not None and r.skipped is None and r.ttft_s and ref.ttft_s:
             d["ttft_speedup"] = round(ref.ttft_s / r.ttft_s, 3)
             if ref.peak_mb and r.peak_mb is not None:

@@ -160,26 +160,58 @@ def bench_table(result: dict[str, Any]) -> str:
 
 
 def bench_8k_summary(result: dict[str, Any]) -> str:
-    """Wall time and memory of E2LLM vs the base decoder on one document, with ratios."""
-    rows = {r["system"]: r for r in result["rows"]}
-    e2, full = rows.get("e2llm_cold"), rows.get("full")
-    if e2 is None or full is None or full.get("skipped") or e2.get("skipped"):
-        return "bench_8k needs both e2llm_cold and full measurements."
-    lines = [f"* Document: {e2['context_tokens']} decoder tokens; {result['meta']['model']}."]
-    for name, r in (("E2LLM (encode + prefill + decode)", e2), ("SmolLM2 reading it", full)):
-        total = r["weights_mb"] + r["peak_mb"]
+    """E2LLM (cold, warm, prefix-cached) vs the base decoder on one document, per precision,
+    with ratios against full context and bf16 against fp32."""
+    rows: dict[tuple[str, str | None], dict[str, Any]] = {
+        (r["system"], r.get("autocast")): r for r in result["rows"] if not r.get("skipped")
+    }
+    modes = sorted({m for _, m in rows}, key=lambda m: (m != "fp32", str(m)))
+    lines = []
+    for mode in modes:
+        full = rows.get(("full", mode))
+        e2 = rows.get(("e2llm_cold", mode))
+        if full is None or e2 is None:
+            continue
+        if not lines:
+            lines.append(
+                f"* Document: {e2['context_tokens']} decoder tokens; {result['meta']['model']}."
+            )
+        tag = f" [{mode}]" if mode else ""
         lines.append(
-            f"* {name}: wall {r['wall_s']:.2f} s (TTFT {r['ttft_s']:.2f} s), "
-            f"peak extra memory {r['peak_mb']:.0f} MiB, weights {r['weights_mb']:.0f} MiB, "
-            f"total {total:.0f} MiB"
+            f"* SmolLM2 reading it{tag}: TTFT {full['ttft_s']:.2f} s, wall {full['wall_s']:.2f} s, "
+            f"peak extra memory {full['peak_mb']:.0f} MiB"
         )
-    e2_total, full_total = e2["weights_mb"] + e2["peak_mb"], full["weights_mb"] + full["peak_mb"]
-    lines.append(
-        f"* Ratio SmolLM2 / E2LLM: wall time {full['wall_s'] / e2['wall_s']:.2f}x, "
-        f"peak extra memory {full['peak_mb'] / max(e2['peak_mb'], 1e-9):.2f}x, "
-        f"total memory {full_total / e2_total:.2f}x"
-    )
-    return "\n".join(lines)
+        for system, label in (
+            ("e2llm_cold", "E2LLM cold (encode + prefill)"),
+            ("e2llm_warm", "E2LLM warm (corpus encoded)"),
+            ("e2llm_cached", "E2LLM repeat question (prefix KV cached)"),
+        ):
+            r = rows.get((system, mode))
+            if r is None:
+                continue
+            extra = f", cache {r['cache_mb']:.1f} MiB per corpus" if r.get("cache_mb") else ""
+            lines.append(
+                f"* {label}{tag}: TTFT {r['ttft_s'] * 1000:.1f} ms "
+                f"(**{full['ttft_s'] / r['ttft_s']:.0f}x** faster than full), "
+                f"{r['input_positions']} positions{extra}"
+            )
+    fp32, bf16 = "fp32", "bf16"
+    cold32, cold16 = rows.get(("e2llm_cold", fp32)), rows.get(("e2llm_cold", bf16))
+    full32, full16 = rows.get(("full", fp32)), rows.get(("full", bf16))
+    if (
+        cold32
+        and cold16
+        and full32
+        and full16
+        and cold16.get("setup_s")
+        and full16.get("prefill_s")
+    ):
+        lines.append(
+            f"* bf16 over fp32: encode + adapter {cold32['setup_s'] / cold16['setup_s']:.2f}x, "
+            f"full-context prefill {full32['prefill_s'] / full16['prefill_s']:.2f}x, "
+            f"decode {full16['decode_tok_s'] / full32['decode_tok_s']:.2f}x tokens/s"
+        )
+    return "\n".join(lines) or "bench_8k needs both e2llm_cold and full measurements."
 
 
 def meta_block(result: dict[str, Any]) -> str:

@@ -59,7 +59,7 @@ def test_timed_decode_runs_exactly_the_requested_steps(tiny_pipeline) -> None:  
     assert first > 0 and rest > 0
 
 
-@pytest.mark.parametrize("system", ["e2llm_cold", "e2llm_warm", "full", "rag"])
+@pytest.mark.parametrize("system", ["e2llm_cold", "e2llm_warm", "e2llm_cached", "full", "rag"])
 def test_measure_each_system(tiny_pipeline, system: str) -> None:  # type: ignore[no-untyped-def]
     cfg = BenchConfig(new_tokens=3, isolate=False)
     row = measure(tiny_pipeline, system, essay(20), 250, cfg)
@@ -68,6 +68,54 @@ def test_measure_each_system(tiny_pipeline, system: str) -> None:  # type: ignor
     assert row.input_positions > 0 and row.weights_mb and row.weights_mb > 0
     if system.startswith("e2llm"):  # one soft token per chunk, not one per text token
         assert row.input_positions < row.context_tokens
+
+
+def test_cached_prefills_only_the_question_and_reports_the_cache(tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
+    """The warm repeat question reuses the KV over [prefix] <soft tokens>: same positions
+    as e2llm_warm, a prefill over the question only, the same greedy first token."""
+    text, cfg = essay(20), BenchConfig(new_tokens=2, isolate=False)
+    corpus = tiny_pipeline.encode([text], progress=False)
+    prof = tiny_pipeline.profiler
+    full_input = prof.soft_inputs(corpus, bench.QUESTION, 2)
+    cached = prof.cached_inputs(corpus, bench.QUESTION, 2)
+    assert cached.cached_positions + cached.suffix.shape[1] == full_input.shape[1]
+    assert 0 < cached.suffix.shape[1] < full_input.shape[1] // 2
+    assert torch.equal(cached.suffix, full_input[:, cached.cached_positions :])
+    decoder_cfg = tiny_pipeline.profiler._model.decoder.config
+    head_dim = getattr(decoder_cfg, "head_dim", None) or (
+        decoder_cfg.hidden_size // decoder_cfg.num_attention_heads
+    )
+    layers = cached.past.layers
+    assert len(layers) == decoder_cfg.num_hidden_layers
+    shape = (1, decoder_cfg.num_key_value_heads, cached.cached_positions, head_dim)
+    assert all(tuple(t.shape) == shape for layer in layers for t in (layer.keys, layer.values))
+    held = sum(t.numel() * t.element_size() for layer in layers for t in (layer.keys, layer.values))
+    assert cached.cache_bytes == held
+    seen: list[int] = []
+    base = tiny_pipeline.profiler._model.decoder.get_base_model().model
+    hook = base.register_forward_pre_hook(
+        lambda _m, args, kwargs: (
+            seen.append(kwargs["inputs_embeds"].shape[1])
+            if kwargs.get("inputs_embeds") is not None
+            else None
+        ),
+        with_kwargs=True,
+    )
+    try:
+        row = measure(tiny_pipeline, "e2llm_cached", text, 250, cfg)
+    finally:
+        hook.remove()
+    warm = measure(tiny_pipeline, "e2llm_warm", text, 250, cfg)
+    assert row.input_positions == warm.input_positions
+    assert seen and seen[-1] == cached.suffix.shape[1]  # the timed prefill: the question only
+    assert row.cache_mb == pytest.approx(cached.cache_bytes / 2**20)
+    with torch.inference_mode():
+        warm_logits = tiny_pipeline.profiler._model.decoder(inputs_embeds=full_input).logits
+        past = prof.cached_inputs(corpus, bench.QUESTION, 2)
+        cached_logits = tiny_pipeline.profiler._model.decoder(
+            inputs_embeds=past.suffix, past_key_values=past.past
+        ).logits
+    assert torch.argmax(warm_logits[0, -1]) == torch.argmax(cached_logits[0, -1])
 
 
 def test_full_is_skipped_over_its_window(tiny_pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -128,15 +176,25 @@ def test_bench_config_refuses_unknown_system() -> None:
 def test_bench_8k_summary_prints_ratios() -> None:
     from e2llm_integrations.eval.report import bench_8k_summary
 
+    def row(system: str, mode: str, ttft: float, **extra: float) -> dict[str, object]:
+        return {"system": system, "autocast": mode, "context_tokens": 7990, "wall_s": ttft + 1,
+                "ttft_s": ttft, "peak_mb": 50.0, "weights_mb": 600.0, "input_positions": 150,
+                **extra}  # fmt: skip
+
     rows = [
-        {"system": "e2llm_cold", "context_tokens": 7990, "wall_s": 2.0, "ttft_s": 1.0,
-         "peak_mb": 50.0, "weights_mb": 600.0},
-        {"system": "full", "context_tokens": 7990, "wall_s": 30.0, "ttft_s": 28.0,
-         "peak_mb": 500.0, "weights_mb": 500.0},
-    ]  # fmt: skip
+        row("full", "fp32", 30.0, prefill_s=29.0, decode_tok_s=10.0),
+        row("e2llm_cold", "fp32", 3.0, setup_s=2.5),
+        row("e2llm_cached", "fp32", 0.05, cache_mb=3.25),
+        row("full", "bf16", 15.0, prefill_s=14.5, decode_tok_s=12.0),
+        row("e2llm_cold", "bf16", 2.0, setup_s=1.25),
+        row("e2llm_cached", "bf16", 0.04, cache_mb=2.5),
+    ]
     text = bench_8k_summary({"meta": {"model": "checkpoint X"}, "rows": rows})
-    assert "wall time 15.00x" in text and "peak extra memory 10.00x" in text
-    assert "total memory 1.54x" in text and "7990 decoder tokens" in text
+    assert "7990 decoder tokens" in text
+    assert "TTFT 50.0 ms (**600x** faster than full)" in text  # 30 s / 0.05 s, same precision
+    assert "TTFT 40.0 ms (**375x** faster than full)" in text  # 15 s / 0.04 s in bf16
+    assert "cache 3.2 MiB per corpus" in text or "cache 3.3 MiB per corpus" in text
+    assert "encode + adapter 2.00x, full-context prefill 2.00x, decode 1.20x" in text
 
 
 def test_bench_8k_document_is_cut_at_a_paragraph(tiny_pipeline, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
