@@ -40,7 +40,6 @@ from typing import Any
 import torch
 
 from e2llm_integrations.core import E2LLMPipeline, GenerationConfig
-from e2llm_integrations.core.generation import sampled_ids
 from e2llm_integrations.eval.common import machine_info, write_json
 from e2llm_integrations.serving.export import export_merged_decoder
 from e2llm_integrations.serving.launch import ServerSpec, vllm_server
@@ -48,7 +47,8 @@ from e2llm_integrations.serving.vllm import VLLMServerBackend
 
 logger = logging.getLogger("bench_vllm")
 
-Decode = Callable[[torch.Tensor], Iterator[int]]
+Decode = Callable[[torch.Tensor], list[float]]
+"""Decodes one request; returns ``time.perf_counter()`` at each token."""
 """(1, P, d_dec) embeddings -> exactly ``new_tokens`` generated ids."""
 
 
@@ -96,23 +96,22 @@ def decoder_inputs(
     inputs = []
     for doc, question in pairs:
         corpus, _, kwargs = pipe.prepare(pipe.encode([doc]), question, gen)
-        with pipe.lock:
-            built = pipe.model.decoder_inputs(corpus.features, corpus.mask, question, gen, **kwargs)
-        inputs.append(built.embeds)
+        inputs.append(pipe.profiler.soft_inputs(corpus, question, new_tokens, **kwargs))
     return inputs
 
 
 def timed(decode: Decode, embeds: torch.Tensor, start: float | None = None) -> dict[str, float]:
     """Run one request; seconds to its first and last token (from ``start``, default now)."""
     t0 = time.perf_counter() if start is None else start
-    first, n = None, 0
-    for _ in decode(embeds):
-        n += 1
-        if first is None:
-            first = time.perf_counter()
-    end = time.perf_counter()
-    assert first is not None
-    return {"ttft_s": first - t0, "latency_s": end - t0, "decode_s": end - first, "tokens": n}
+    times = decode(embeds)
+    assert times, "the decoder produced no token"
+    first, end = times[0], times[-1]
+    return {
+        "ttft_s": first - t0,
+        "latency_s": end - t0,
+        "decode_s": end - first,
+        "tokens": len(times),
+    }
 
 
 def batch1(decode: Decode, inputs: list[torch.Tensor]) -> dict[str, Any]:
@@ -152,19 +151,14 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 def local_decoder(pipe: E2LLMPipeline, new_tokens: int) -> Decode:
     """The library's decoder: one model behind the pipeline's lock, as ``ask`` uses it."""
-    gen = GenerationConfig(max_new_tokens=new_tokens)
-
-    def decode(embeds: torch.Tensor) -> Iterator[int]:
-        with pipe.lock:
-            yield from sampled_ids(pipe.model.decoder, embeds, gen)
-
-    return decode
+    profiler = pipe.profiler
+    return lambda embeds: profiler.token_times(embeds, new_tokens)
 
 
 def vllm_decoder(base_url: str, new_tokens: int, served_model: str | None = None) -> Decode:
     backend = VLLMServerBackend(base_url, served_model, request_fields={"ignore_eos": True})
     gen = GenerationConfig(max_new_tokens=new_tokens)
-    return lambda embeds: backend.token_ids(embeds[0], gen)
+    return lambda embeds: [time.perf_counter() for _ in backend.token_ids(embeds[0], gen)]
 
 
 @contextlib.contextmanager
@@ -181,8 +175,7 @@ def server(args: argparse.Namespace, workdir: Path) -> Iterator[tuple[str, float
 
 
 def warm_up(decode: Decode, embeds: torch.Tensor) -> None:
-    for _ in decode(embeds):
-        pass
+    decode(embeds)
 
 
 def measure(pipe: E2LLMPipeline, url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -191,7 +184,7 @@ def measure(pipe: E2LLMPipeline, url: str, args: argparse.Namespace) -> dict[str
         pairs = synthetic_documents(1 + n_batch1 + n_conc, args.doc_tokens)
     else:
         pairs = squad_documents(
-            args.data_dir, pipe.model.tokenizer, 1 + n_batch1 + n_conc, args.doc_tokens
+            args.data_dir, pipe.tokenizer, 1 + n_batch1 + n_conc, args.doc_tokens
         )
     inputs = decoder_inputs(pipe, pairs, args.new_tokens)
     warm, one, many = inputs[0], inputs[1 : 1 + n_batch1], inputs[1 + n_batch1 :]

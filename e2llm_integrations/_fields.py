@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
@@ -21,6 +23,7 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 from .core.backend import BackendName, BackendOptions, backend_pipeline
 from .core.options import (
     Autocast,
+    GenerationConfig,
     ModelOptions,
     PrefilterOptions,
     check_option,
@@ -66,6 +69,21 @@ def core_validator(options: type, *same: str, **renamed: str) -> Any:
     return field_validator(*names, mode="before")(check)
 
 
+def generation_config(
+    owner: Any, fields: Mapping[str, str], overrides: Mapping[str, Any]
+) -> GenerationConfig:
+    """The core ``GenerationConfig`` of a wrapper's decoding fields, a call's overrides winning.
+
+    Args:
+        owner: The wrapper instance.
+        fields: ``{wrapper field: GenerationConfig option}``.
+        overrides: Per-call values by wrapper field name (missing ones: the instance's).
+    """
+    values = {core: overrides.get(name, getattr(owner, name)) for name, core in fields.items()}
+    values["stop"] = tuple(values.get("stop") or ())  # None or [] both mean no stop strings
+    return GenerationConfig(**values)
+
+
 class ModelSourceFields(BaseModel):
     """Where the model comes from and where its decoder runs: ``ModelOptions`` and
     ``BackendOptions`` as fields. :meth:`load_pipeline` gets the pipeline they name."""
@@ -80,6 +98,15 @@ class ModelSourceFields(BaseModel):
     backend: BackendName = core_field(BackendOptions, "backend")
     base_url: str | None = core_field(BackendOptions, "base_url")
     _check_backend = core_validator(BackendOptions, "backend")
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> Any:
+        """An instance over ``checkpoint`` (default: the shipped one); weights load lazily.
+
+        Example:
+            >>> chat = E2LLMChat.from_pretrained("runs/default/checkpoint-last")  # doctest: +SKIP
+        """
+        return cls(checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
 
     @property
     def backend_options(self) -> BackendOptions:

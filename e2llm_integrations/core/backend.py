@@ -37,8 +37,7 @@ if TYPE_CHECKING:
 
     from .corpus import EncodedCorpus
     from .expansion import Source
-    from .generation import GenerationChunk, GenerationConfig, Usage
-    from .model import GenerationResult
+    from .generation import GenerationChunk, GenerationConfig, GenerationResult, Usage
     from .options import Autocast
     from .pipeline import E2LLMPipeline
     from .runtime import TokenStream
@@ -273,7 +272,7 @@ def remote_stream(
 
 def collect(stream: Iterable[GenerationChunk]) -> GenerationResult:
     """A whole answer from a stream whose last chunk carries usage and sources."""
-    from .model import GenerationResult
+    from .generation import GenerationResult
 
     pieces, last = [], None
     for last in stream:

@@ -9,6 +9,10 @@ documents that came with them, and :func:`chat_request` applies the one rule:
 * a question longer than ``split_above`` characters is cut by
   :func:`~.prompt.split_prompt`: its context becomes one more document.
 
+:func:`build_corpus` then encodes the documents (reusing chunks a
+:class:`~.corpus_cache.CorpusCache` holds for them), and :meth:`ChatRequest.text_turns`
+pastes them as text for the plain-decoder baselines.
+
 Example:
     >>> chat_request([("system", "Be brief."), ("user", "Who?")]).question
     'Who?'
@@ -16,10 +20,19 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from .corpus import EncodedCorpus
 from .prompt import split_prompt
+
+if TYPE_CHECKING:
+    from .corpus_cache import CorpusCache
+    from .pipeline import E2LLMPipeline
+
+logger = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
 """The turn roles :func:`chat_request` reads (wrappers map their frameworks' names)."""
@@ -57,6 +70,23 @@ class ChatRequest:
     system: str | None = None
     history: list[dict[str, str]] = field(default_factory=list)
     sources: list[DocumentSource] = field(default_factory=list)
+
+    def text_turns(self) -> list[dict[str, str]]:
+        """``{"role", "content"}`` turns for a plain decoder: documents pasted before the question.
+
+        Example:
+            >>> ChatRequest("Who?", sources=[DocumentSource("Ann did.", "Note")]).text_turns()
+            [{'role': 'user', 'content': 'Note\nAnn did.\n\nWho?'}]
+        """
+        if any(s.handle and not s.text.strip() for s in self.sources):
+            raise ValueError(
+                "A plain decoder reads document text; a document carries only E2LLM encoded "
+                "chunks. Give it the text (the LangChain compressor keeps page_content)."
+            )
+        docs = [f"{s.title}\n{s.text}" if s.title else s.text for s in self.sources]
+        question = "\n\n".join([*docs, self.question])
+        turns = [{"role": "system", "content": self.system}] if self.system else []
+        return [*turns, *self.history, {"role": "user", "content": question}]
 
 
 def chat_request(
@@ -121,3 +151,49 @@ def _merged(turns: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
         else:
             history.append({"role": role, "content": text})
     return history
+
+
+def source_corpora(
+    pipeline: E2LLMPipeline, sources: Sequence[DocumentSource], cache: CorpusCache
+) -> list[EncodedCorpus]:
+    """Each source's chunks: those ``cache`` holds under its handle when still there and
+    made by this encoder, else its (titled) text encoded, all such texts in one pass.
+
+    Raises:
+        ValueError: A handle is gone and its source has no text to encode again.
+    """
+    parts = [cache.get(s.handle, pipeline.fingerprint) if s.handle else None for s in sources]
+    missing = [i for i, part in enumerate(parts) if part is None]
+    for source in (sources[i] for i in missing if sources[i].handle is not None):
+        if not source.text.strip():
+            raise ValueError(
+                f"Encoded chunks {source.handle!r} are gone (evicted, another process, or made "
+                "with other encoder settings) and the document has no text to re-encode; encode "
+                "it again (e.g. run the E2LLMDocumentCompressor again)."
+            )
+        logger.warning(
+            "Encoded chunks %s are unavailable or incompatible with this model; re-encoding "
+            "the text.",
+            source.handle,
+        )
+    encoded = pipeline.encode_texts([sources[i].titled for i in missing]) if missing else []
+    for i, corpus in zip(missing, encoded, strict=True):
+        parts[i] = corpus
+    return [part for part in parts if part is not None]
+
+
+def build_corpus(
+    pipeline: E2LLMPipeline, sources: Sequence[DocumentSource], cache: CorpusCache
+) -> EncodedCorpus:
+    """One corpus for ``sources`` in order (:func:`source_corpora`), empty ones left out.
+
+    Every chunk's ``doc_id`` is its source's ``doc_id``, else the source's position.
+    """
+    kept = [
+        part.cited_as(source.doc_id if source.doc_id is not None else str(i))
+        for i, (source, part) in enumerate(
+            zip(sources, source_corpora(pipeline, sources, cache), strict=True)
+        )
+        if len(part)
+    ]
+    return EncodedCorpus.concat(kept) if kept else pipeline.empty_corpus()

@@ -12,6 +12,9 @@ Example:
     >>> cache.get(key, pipeline.fingerprint) is not None  # doctest: +SKIP
     True
     >>> parts = cache.encode(pipeline, ["First node.", "Second node."])  # doctest: +SKIP
+
+:func:`node_cache` is the per-pipeline cache of framework nodes (LlamaIndex's node
+postprocessor and synthesizer share it).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -155,3 +159,72 @@ class CorpusCache:
                 found[key] = corpus
         parts = [found[k] for k in keys]
         return parts if ids is None else [p.cited_as(n) for p, n in zip(parts, ids, strict=True)]
+
+
+DEFAULT_CACHE_NODES = 4096
+"""Encoded nodes each pipeline's cache keeps (least recently used dropped first)."""
+
+
+def check_texts(texts: Sequence[str]) -> None:
+    """Raise a ``ValueError``/``TypeError`` naming the first node text that cannot be encoded."""
+    if not texts:
+        raise ValueError(
+            "No nodes to answer from: the retriever returned none (is the index empty?) or a "
+            "postprocessor removed them all. Add documents or loosen the retrieval filters."
+        )
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"Node {i} text is a {type(text).__name__}; nodes must hold text.")
+        if not text.strip():
+            raise ValueError(
+                f"Node {i} has no text. Drop empty nodes before synthesis (fix the reader or "
+                "node parser that produced them)."
+            )
+
+
+class NodeCorpusCache(CorpusCache):
+    """Encoded chunks of node texts for one pipeline: the core ``CorpusCache`` by content.
+
+    Example:
+        >>> cache = node_cache(pipeline)  # doctest: +SKIP
+        >>> corpora = cache.encode(["First node.", "Second node."])  # doctest: +SKIP
+        >>> [len(c) for c in corpora]  # chunks per node  # doctest: +SKIP
+        [1, 1]
+    """
+
+    def __init__(self, pipeline: E2LLMPipeline, max_nodes: int = DEFAULT_CACHE_NODES) -> None:
+        if max_nodes < 1:
+            raise ValueError(f"max_nodes must be >= 1, got {max_nodes}.")
+        super().__init__(max_bytes=None, max_items=max_nodes)
+        self._pipeline = weakref.ref(pipeline)
+
+    @property
+    def max_nodes(self) -> int:
+        return int(self.max_items or 0)
+
+    def encode(  # type: ignore[override]
+        self, texts: Sequence[str], ids: Sequence[str] | None = None
+    ) -> list[EncodedCorpus]:
+        """One corpus per node text (its own chunks), encoding only unseen texts.
+
+        Args:
+            texts: Node texts, as the synthesizer will see them.
+            ids: Optional node ids, recorded as the chunks' ``doc_id``.
+        """
+        check_texts(texts)
+        pipeline = self._pipeline()
+        if pipeline is None:  # pragma: no cover - the cache lives only as long as its pipeline
+            raise RuntimeError("The pipeline of this cache was garbage-collected.")
+        return super().encode(pipeline, texts, ids)
+
+
+_CACHES: weakref.WeakKeyDictionary[E2LLMPipeline, NodeCorpusCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def node_cache(pipeline: E2LLMPipeline) -> NodeCorpusCache:
+    """The encoded-node cache shared by everything that uses ``pipeline``."""
+    with _CACHES_LOCK:
+        if pipeline not in _CACHES:
+            _CACHES[pipeline] = NodeCorpusCache(pipeline)
+        return _CACHES[pipeline]

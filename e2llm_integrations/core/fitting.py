@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+CHUNK_FILL = 0.75
+"""Chunks are cut back to sentence ends, so they average about this share of chunk_tokens."""
+QUESTION_RESERVE = 128
+"""Decoder positions kept free for the question when the context window is computed."""
 Prepared = tuple[EncodedCorpus, list[Source], dict[str, Any]]
 """What :func:`prepare` returns: the corpus, the expanded chunks, the prompt keywords."""
 
@@ -207,3 +211,27 @@ def fit_excerpts(
         warnings.warn(message, UserWarning, stacklevel=5)
         logger.warning(message)
     return kept
+
+
+def context_window(pipeline: E2LLMPipeline, num_output: int) -> int:
+    """Raw-text tokens of context one call can take.
+
+    ``(decoder window - prompt - question reserve - num_output)`` soft positions, each
+    standing for ``chunk_tokens / tokens_per_chunk`` raw tokens, times :data:`CHUNK_FILL`.
+    """
+    room = pipeline.max_positions - pipeline.prompt_positions("?") - QUESTION_RESERVE - num_output
+    cfg = pipeline.config
+    per_soft = cfg.chunking.chunk_tokens / cfg.encoder.tokens_per_chunk
+    return max(0, int(room * per_soft * CHUNK_FILL))
+
+
+def check_question(pipe: E2LLMPipeline, question: str, max_new_tokens: int) -> None:
+    """Refuse a question whose prompt alone (no context) would overflow the decoder's window."""
+    need = pipe.prompt_positions(question) + max_new_tokens
+    if need > pipe.max_positions:
+        raise ValueError(
+            f"The question part of the prompt needs {need} decoder positions (with "
+            f"max_new_tokens={max_new_tokens}) but the window is {pipe.max_positions}. "
+            "E2LLM compresses only the context: separate it from the question with a blank "
+            "line (the last paragraph is the question), or shorten the question."
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -15,6 +15,7 @@ from .precision import inference_autocast
 __all__ = [
     "GenerationChunk",
     "GenerationConfig",  # defined with the other options in .options
+    "GenerationResult",
     "Usage",
     "cache_argument",
     "cache_of",
@@ -79,6 +80,16 @@ class GenerationChunk:
     usage: Usage | None = None
     sources: tuple[Source, ...] = ()
     """On the last chunk: the chunks shown as raw text (selective expansion), for citations."""
+
+
+@dataclass
+class GenerationResult:
+    """A whole answer: text, why it ended, what it cost, and the chunks it read as text."""
+
+    text: str
+    finish_reason: str
+    usage: Usage
+    sources: list[Source] = field(default_factory=list)
 
 
 def _held_back(text: str, stops: Sequence[str]) -> int:

@@ -1,36 +1,32 @@
-"""``E2LLMModel``: chunk encoder + adapter + decoder LLM (optionally with LoRA)."""
+"""``E2LLMModel``: chunk encoder + adapter + decoder LLM (optionally with LoRA).
+
+This module is the soft-token side: building, prompts, the adapter, the training forward
+and answering over chunks. What needs only the decoder (its window, plain-text and
+remote decoding) is :class:`~.decoder.DecoderMixin`, mixed into the model.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from .adapter import build_adapter
 from .config import E2LLMConfig
+from .decoder import DecoderInputs, DecoderMixin
 from .encoder import ChunkEncoder, add_lora
-from .generation import (
-    GenerationChunk,
-    GenerationConfig,
-    Usage,
-    decode_ids,
-    eos_ids,
-    stream_tokens,
-)
+from .generation import GenerationChunk, GenerationConfig, GenerationResult, Usage, stream_tokens
 from .models import resolve
 from .precision import Autocast, inference_mode_of, set_inference_autocast
 from .prefix_cache import PrefixCache, prefix_key
-from .prompt import PromptParts, build_prompt, render_chat
+from .prompt import PromptParts, build_prompt
 
-if TYPE_CHECKING:
-    from .backend import DecoderBackend
-    from .expansion import Source
+__all__ = ["IGNORE_INDEX", "DecoderInputs", "E2LLMModel", "GenerationResult", "TrainExample"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,30 +50,13 @@ class TrainExample:
     target_ids: list[int]
 
 
-@dataclass
-class DecoderInputs:
-    """One call's decoder input (:meth:`E2LLMModel.decoder_inputs`).
-
-    Attributes:
-        prompt: Token ids before/after the soft tokens.
-        soft: (n_soft, d_dec) soft tokens.
-        embeds: (1, P, d_dec) input embeddings, ``[prefix] soft [suffix]``.
-        usage: What the call costs (``output_tokens`` filled in when it ends).
-    """
-
-    prompt: PromptParts
-    soft: torch.Tensor
-    embeds: torch.Tensor
-    usage: Usage
-
-
 def _torch_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
-class E2LLMModel(nn.Module):
+class E2LLMModel(DecoderMixin, nn.Module):
     """Encoder-elongated LLM: the decoder reads one or a few soft tokens per chunk.
 
     Example:
@@ -98,10 +77,9 @@ class E2LLMModel(nn.Module):
         self.config = config
         self.encoder = encoder
         self.adapter = adapter
-        self.decoder: Any = decoder
+        self.decoder = decoder
         self.tokenizer = tokenizer
-        self.backend: DecoderBackend | None = None
-        """Where the decoder runs: ``None`` in this process (transformers), else e.g. vLLM."""
+        self.backend = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -174,11 +152,6 @@ class E2LLMModel(nn.Module):
         """The inference mode set by :meth:`set_autocast` (``off`` until one is)."""
         return inference_mode_of(self.decoder)
 
-    @property
-    def max_positions(self) -> int:
-        cfg = self.decoder.config
-        return int(getattr(cfg, "max_position_embeddings", None) or 2048)
-
     def feature_fingerprint(self) -> dict[str, Any]:
         """Settings that determine chunk features; encoded corpora carry it."""
         cfg = self.config
@@ -232,10 +205,6 @@ class E2LLMModel(nn.Module):
         soft, out_mask = self.adapter(feats, mask.to(self.device))  # (n, k, d_dec)
         return soft[out_mask.bool()]
 
-    def _embed(self, ids: list[int]) -> torch.Tensor:
-        table = self.decoder.get_input_embeddings()
-        return table(torch.tensor(ids, dtype=torch.long, device=self.device))  # (len, d_dec)
-
     def embed_sequence(
         self, prompt: PromptParts, soft: torch.Tensor, target_ids: Sequence[int] = ()
     ) -> torch.Tensor:
@@ -245,16 +214,6 @@ class E2LLMModel(nn.Module):
         if target_ids:
             parts.append(self._embed(list(target_ids)))
         return torch.cat(parts)
-
-    def check_window(self, prompt: PromptParts, n_soft: int, max_new_tokens: int) -> None:
-        need = len(prompt) + n_soft + max_new_tokens
-        if need > self.max_positions:
-            raise ValueError(
-                f"The prompt needs {need} decoder positions ({len(prompt)} prompt tokens + "
-                f"{n_soft} soft tokens + {max_new_tokens} new tokens) but the decoder's window is "
-                f"{self.max_positions}. Shorten the question, lower max_new_tokens, or keep fewer "
-                "chunks (e.g. a FAISS prefilter with top_k)."
-            )
 
     # ------------------------------------------------------------------ training
     def forward(self, examples: Sequence[TrainExample]) -> torch.Tensor:
@@ -359,22 +318,6 @@ class E2LLMModel(nn.Module):
         )
         return DecoderInputs(prompt, soft, embeds, usage)
 
-    def decode_remote(
-        self, inputs: DecoderInputs, generation: GenerationConfig | None = None
-    ) -> Iterator[GenerationChunk]:
-        """Decode ``inputs`` on :attr:`backend` (e.g. vLLM), as text chunks then usage.
-
-        Touches no module of this model (only the tokenizer's thread-safe ``decode``), so
-        concurrent calls need no lock and the engine batches them.
-        """
-        if self.backend is None:
-            raise ValueError("This model has no remote decoder backend; use stream().")
-        cfg = generation or GenerationConfig()
-        embeds = inputs.embeds[0].detach().to("cpu").clone()  # (P, d_dec), its own storage
-        ids = self.backend.token_ids(embeds, cfg)
-        eos = eos_ids(self.decoder, self.tokenizer)
-        yield from decode_ids(ids, self.tokenizer, cfg, inputs.usage, eos)
-
     def generate(self, *args: Any, **kwargs: Any) -> GenerationResult:
         """Like :meth:`stream`, collected into one :class:`GenerationResult`."""
         pieces, last = [], GenerationChunk("")
@@ -383,76 +326,10 @@ class E2LLMModel(nn.Module):
         assert last.usage is not None and last.finish_reason is not None
         return GenerationResult("".join(pieces), last.finish_reason, last.usage)
 
-    def chat_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
-        """Token ids of plain chat messages as the decoder reads them (no soft tokens).
-
-        Rendered with the chat template; a tokenizer without one gets its BOS token first.
-        """
-        text = render_chat(self.tokenizer, messages)
-        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        if (
-            not getattr(self.tokenizer, "chat_template", None)
-            and self.tokenizer.bos_token_id is not None
-        ):
-            ids = [self.tokenizer.bos_token_id, *ids]
-        return ids
-
-    def check_text_window(self, n_ids: int, max_new_tokens: int) -> None:
-        """Refuse a plain-text prompt of ``n_ids`` tokens that would overflow the window."""
-        if n_ids + max_new_tokens > self.max_positions:
-            raise ValueError(
-                f"The prompt has {n_ids} tokens + {max_new_tokens} new tokens, over the "
-                f"decoder window of {self.max_positions} positions; shorten or truncate the "
-                "text (retrieve fewer documents or nodes), or let E2LLM compress it."
-            )
-
-    @contextlib.contextmanager
-    def base_only(self, on: bool = True) -> Iterator[None]:
-        """Within it (when ``on``), the decoder's LoRA is switched off: the base LLM runs."""
-        off = getattr(self.decoder, "disable_adapter", None)
-        with off() if on and off is not None else contextlib.nullcontext():
-            yield
-
-    def stream_text(
-        self,
-        messages: Sequence[dict[str, str]],
-        generation: GenerationConfig | None = None,
-        base_only: bool = True,
-    ) -> Iterator[GenerationChunk]:
-        """Plain chat generation from text messages, without soft tokens.
-
-        With ``base_only`` the decoder's LoRA is switched off, so this is the unmodified
-        base LLM: the full-context and RAG baselines run through here.
-        """
-        cfg = generation or GenerationConfig()
-        ids = self.chat_ids(messages)
-        self.check_text_window(len(ids), cfg.max_new_tokens)
-        yield from self.stream_ids(ids, cfg, base_only)
-
-    def stream_ids(
-        self, ids: Sequence[int], generation: GenerationConfig | None = None, base_only: bool = True
-    ) -> Iterator[GenerationChunk]:
-        """Generation from decoder token ids (e.g. :meth:`chat_ids`), without soft tokens."""
-        cfg = generation or GenerationConfig()
-        usage = Usage(input_positions=len(ids), context_tokens=len(ids))
-        with torch.inference_mode(), self.base_only(base_only):
-            embeds = self._embed(list(ids)).unsqueeze(0)  # (1, P, d_dec)
-            yield from stream_tokens(self.decoder, self.tokenizer, embeds, cfg, usage)
-
     def trainable_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Parameters that train, grouped as ``adapter`` and ``lora``."""
         lora = [p for n, p in self.named_parameters() if "lora_" in n and p.requires_grad]
         return {"adapter": list(self.adapter.parameters()), "lora": lora}
-
-
-@dataclass
-class GenerationResult:
-    """A whole answer: text, why it ended, what it cost, and the chunks it read as text."""
-
-    text: str
-    finish_reason: str
-    usage: Usage
-    sources: list[Source] = field(default_factory=list)
 
 
 def _embed_norm(decoder: Any) -> float:

@@ -144,6 +144,21 @@ def split_prompt(prompt: str, long_chars: int = LONG_PROMPT_CHARS) -> SplitPromp
     return SplitPrompt("", body)
 
 
+def split_stuffed_prompt(text: str) -> tuple[str, str] | None:
+    """Split a long prompt into ``(context, question)``, or ``None`` if it cannot be cut.
+
+    The rule of :func:`split_prompt` at any length:
+    a fenced template's context and query, else the last paragraph (else line, else
+    sentence) is the question; a trailing answer cue like ``Answer:`` stays with it.
+
+    Example:
+        >>> split_stuffed_prompt("Long context.\\n\\nQuestion: Who?\\nAnswer:")
+        ('Long context.', 'Question: Who?\\nAnswer:')
+    """
+    split = split_prompt(text, long_chars=0)
+    return (split.context, split.question) if split.context else None
+
+
 def _split_fenced(prompt: str) -> SplitPrompt | None:
     fenced = _FENCED.match(prompt)
     if fenced is None:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import queue
 import threading
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
@@ -225,3 +226,32 @@ async def aiter_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncGenerator[
             yield item
     finally:
         stop.set()
+
+
+def prime(iterator: Iterator[T]) -> Iterator[T]:
+    """Run ``iterator`` up to its first item now, so that its errors raise at call time."""
+    try:
+        first = next(iterator)
+    except StopIteration:
+        return iter(())
+    return itertools.chain([first], iterator)
+
+
+async def aprime(stream: AsyncIterator[T]) -> AsyncIterator[T]:
+    """Await ``stream``'s first item now (raising its errors), then return the full stream.
+
+    Example:
+        >>> chunks = await aprime(aiter_in_thread(lambda: pipeline.stream(docs, "Who?")))  # doctest: +SKIP
+    """
+    try:
+        first = [await stream.__anext__()]
+    except StopAsyncIteration:
+        first = []
+
+    async def rest() -> AsyncIterator[T]:
+        for item in first:
+            yield item
+        async for item in stream:
+            yield item
+
+    return rest()

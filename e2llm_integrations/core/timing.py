@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .generation import cache_argument, cache_of, last_logits_only
+from .generation import cache_argument, cache_of, last_logits_only, sampled_ids
+from .options import GenerationConfig
 from .precision import inference_autocast
 from .prefix_cache import cache_nbytes, prefix_key
 
@@ -176,8 +177,19 @@ class DecodeProfiler:
             start = time.perf_counter()
             built = build()
             setup = time.perf_counter() - start
-            past, embeds, cached = None, built, 0
             if isinstance(built, CachedInputs):
                 past, embeds, cached = built.past, built.suffix, built.cached_positions
+            else:
+                past, embeds, cached = None, built, 0
             prefill, decode = timed_decode(self._model.decoder, embeds, new_tokens, past)
         return DecodeTiming(setup, prefill, decode, cached + int(embeds.shape[1]))
+
+    def token_times(self, embeds: torch.Tensor, new_tokens: int) -> list[float]:
+        """``time.perf_counter()`` as each of ``new_tokens`` greedy tokens is decoded.
+
+        From (1, P, d_dec) ``embeds`` (e.g. :meth:`soft_inputs`), under the lock; end of
+        sequence does not stop it, so a run decodes exactly ``new_tokens`` tokens.
+        """
+        gen = GenerationConfig(max_new_tokens=new_tokens)
+        with self._lock, torch.inference_mode():
+            return [time.perf_counter() for _ in sampled_ids(self._model.decoder, embeds, gen)]

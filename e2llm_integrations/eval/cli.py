@@ -52,9 +52,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def _source(args: argparse.Namespace) -> ModelSource:
-    return ModelSource(
-        args.checkpoint, args.model_config, args.device, args.threads, args.autocast
-    )
+    return ModelSource(args.checkpoint, args.model_config, args.device, args.threads, args.autocast)
 
 
 def _meta(args: argparse.Namespace, kind: str, source: ModelSource, pipe: Any, cfg: Any) -> RunMeta:

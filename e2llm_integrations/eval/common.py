@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core import io
 from ..core.config import E2LLMConfig
-from ..core.options import ModelOptions
+from ..core.options import Autocast, ModelOptions
 
 if TYPE_CHECKING:
     from ..core.pipeline import E2LLMPipeline
@@ -53,7 +53,7 @@ class ModelSource:
     model_config: str | None = None
     device: str | None = None
     threads: int | None = None
-    autocast: str = "auto"
+    autocast: Autocast = "auto"
 
     def __post_init__(self) -> None:
         ModelOptions(self.checkpoint, self.device, autocast=self.autocast)  # the core checks
@@ -79,7 +79,7 @@ class ModelSource:
                 self.checkpoint,
                 self.device,
                 config,
-                autocast=self.autocast,  # type: ignore[arg-type]
+                autocast=self.autocast,
             )
 
     def label(self, pipe: E2LLMPipeline | None = None) -> str:

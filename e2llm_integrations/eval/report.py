@@ -166,7 +166,7 @@ def bench_8k_summary(result: dict[str, Any]) -> str:
         (r["system"], r.get("autocast")): r for r in result["rows"] if not r.get("skipped")
     }
     modes = sorted({m for _, m in rows}, key=lambda m: (m != "fp32", str(m)))
-    lines = []
+    lines: list[str] = []
     for mode in modes:
         full = rows.get(("full", mode))
         e2 = rows.get(("e2llm_cold", mode))

@@ -16,11 +16,10 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 
 from ..core.registry import clear_pipelines, get_pipeline
 from ._messages import document_id, documents_to_blocks, split_stuffed_prompt
-from ._runtime import CORPUS_KEY, CORPUS_STORE, CorpusStore
 from .baseline import PlainDecoderChat
 from .chains import create_e2llm_rag_chain
 from .chat_models import E2LLMChat
-from .document_compressors import E2LLMDocumentCompressor
+from .document_compressors import CORPUS_KEY, CORPUS_STORE, CorpusStore, E2LLMDocumentCompressor
 from .embeddings import LocalSentenceEmbeddings
 
 __all__ = [

@@ -1,8 +1,8 @@
 """Shared plumbing for chat models that run on an :class:`E2LLMPipeline`.
 
-Subclasses implement :meth:`PipelineChatModel._open`, which validates a call and returns
-the core token stream plus the number of decoder input positions; this base turns it
-into LangChain's ``_generate`` / ``_stream`` / ``_astream`` with usage and metadata.
+Subclasses implement :meth:`PipelineChatModel._open` (validate a call; return the core
+token stream and its decoder input positions); this base makes it LangChain's
+``_stream``, and ``_generate`` / ``_astream`` from that, with usage and metadata.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.language_models.chat_models import generate_from_stream
+from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field
 
-from .._fields import ModelSourceFields, core_field, core_validator
+from .._fields import ModelSourceFields, core_field, core_validator, generation_config
 from ..core.expansion import Source
 from ..core.generation import GenerationConfig, Usage
 from ..core.pipeline import E2LLMPipeline
@@ -46,15 +47,6 @@ class PipelineSource(ModelSourceFields):
         repr=False,
         description="An already-built pipeline to use instead of loading `checkpoint`.",
     )
-
-    @classmethod
-    def from_pretrained(cls, checkpoint: str | Path | None = None, **kwargs: Any) -> Any:
-        """An instance over ``checkpoint`` (default: the shipped one); weights load lazily.
-
-        Example:
-            >>> chat = E2LLMChat.from_pretrained("runs/default/checkpoint-last")  # doctest: +SKIP
-        """
-        return cls(checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
 
     def get_pipeline(self) -> E2LLMPipeline:
         """The injected pipeline, or the shared one for the model options (loads once)."""
@@ -130,9 +122,8 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
                 f"{type(self).__name__} cannot switch models per call (got model={model!r}); "
                 "build another instance with checkpoint=... instead."
             )
-        values = {core: options.get(f, getattr(self, f)) for f, core in GENERATION_FIELDS.items()}
-        values["stop"] = stop if stop is not None else self.stop  # stop= is LangChain's argument
-        return GenerationConfig(**values)
+        overrides = options if stop is None else {**options, "stop": stop}  # LangChain's stop=
+        return generation_config(self, GENERATION_FIELDS, overrides)
 
     def _open(
         self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]
@@ -160,17 +151,7 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        stream, _ = self._open(messages, stop, kwargs)
-        pieces = list(stream)
-        last = pieces[-1]
-        assert last.usage is not None and last.finish_reason is not None
-        message = AIMessage(
-            content="".join(p.text for p in pieces),
-            usage_metadata=usage_metadata(last.usage.input_positions, last.usage.output_tokens),
-            response_metadata=self.response_metadata(last.finish_reason, last.usage, last.sources),
-        )
-        info = {"finish_reason": last.finish_reason}
-        return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])
+        return generate_from_stream(self._stream(messages, stop, None, **kwargs))
 
     def _stream(
         self,

@@ -1,20 +1,10 @@
-"""Turn LangChain messages into an E2LLM request: system, history, documents, question.
+"""LangChain messages to an E2LLM request: system, history, documents, question.
 
-Rules (documented on :class:`~e2llm_integrations.langchain.E2LLMChat`; the turn rules
-are the core's, :func:`~e2llm_integrations.core.chat.chat_request`, which the LlamaIndex
-wrapper follows too):
-
-* System messages are joined into one system prompt.
-* The **question** is the text of the trailing run of human messages (the last turn);
-  earlier human and AI messages become the chat history, same-role neighbours merged.
-* **Documents** are ``text-plain`` content blocks in any human message, in order; a block
-  whose ``extras`` carry :data:`CORPUS_KEY` points at chunks already encoded by
-  ``E2LLMDocumentCompressor``. A block's ``id`` (for a ``Document``: its ``id``, else
-  ``metadata["source"]``, see :func:`document_id`) names the document in citations.
-* **Stuffed prompts**: when the question is longer than ``auto_context_chars``, it is
-  split by the core rule (:func:`~e2llm_integrations.core.prompt.split_prompt`, the one
-  the LlamaIndex wrapper uses too): a fenced template's context, else everything before
-  the last paragraph (line, sentence) is a document.
+Messages become ``(role, text)`` turns plus the documents they carry (``text-plain``
+blocks; one whose ``extras`` hold :data:`CORPUS_KEY` points at encoded chunks, and its
+``id`` names it in citations); the request is the core rule's
+(:func:`~e2llm_integrations.core.chat.chat_request`), shared with LlamaIndex. The
+reading rules are documented on :class:`~e2llm_integrations.langchain.E2LLMChat`.
 """
 
 from __future__ import annotations
@@ -34,25 +24,10 @@ from langchain_core.messages import (
 )
 
 from ..core.chat import ChatRequest, DocumentSource, chat_request
-from ..core.prompt import split_prompt
-from ._runtime import CORPUS_KEY
+from ..core.prompt import split_stuffed_prompt  # noqa: F401  (public here too)
+from .document_compressors import CORPUS_KEY
 
 _ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant"}
-
-
-def split_stuffed_prompt(text: str) -> tuple[str, str] | None:
-    """Split a long prompt into ``(context, question)``, or ``None`` if it cannot be cut.
-
-    The core rule (:func:`~e2llm_integrations.core.prompt.split_prompt`) at any length:
-    a fenced template's context and query, else the last paragraph (else line, else
-    sentence) is the question; a trailing answer cue like ``Answer:`` stays with it.
-
-    Example:
-        >>> split_stuffed_prompt("Long context.\\n\\nQuestion: Who?\\nAnswer:")
-        ('Long context.', 'Question: Who?\\nAnswer:')
-    """
-    split = split_prompt(text, long_chars=0)
-    return (split.context, split.question) if split.context else None
 
 
 def _role(message: BaseMessage, position: int) -> str:

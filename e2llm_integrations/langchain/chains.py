@@ -61,12 +61,10 @@ def create_e2llm_rag_chain(
 ) -> Runnable[Any, Any]:
     """Retrieve documents, optionally compress them, and answer with E2LLM.
 
-    Unlike a "stuff" chain, each retrieved document reaches ``chat`` as a ``text-plain``
-    block and every chunk of it becomes one soft token. Documents that carry encoded
-    chunks (from :class:`E2LLMDocumentCompressor`) are not encoded again. ``chat``'s
-    ``expand_top_k`` applies; its ``response_metadata["sources"]`` (seen by callbacks,
-    e.g. ``on_llm_end``) cite each chunk under its document's ``id`` (else
-    ``metadata["source"]``).
+    Unlike a "stuff" chain, each document reaches ``chat`` as a ``text-plain`` block, one
+    soft token per chunk (chunks encoded by :class:`E2LLMDocumentCompressor` are reused).
+    ``chat``'s ``response_metadata["sources"]`` (seen by callbacks) cite the expanded
+    chunks under each document's ``id`` (else ``metadata["source"]``).
 
     Args:
         retriever: Any retriever (or runnable) mapping the question to documents.
@@ -77,8 +75,8 @@ def create_e2llm_rag_chain(
             answer string.
 
     Returns:
-        A runnable taking a question string or ``{"question": str}``; it streams the
-        answer (``.stream`` yields text pieces, or ``{"answer": piece}`` dicts).
+        A runnable taking a question string or ``{"question": str}``; ``.stream`` yields
+        text pieces (or ``{"answer": piece}`` dicts).
 
     Example:
         >>> chain = create_e2llm_rag_chain(

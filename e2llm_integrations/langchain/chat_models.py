@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -10,52 +9,41 @@ from langchain_core.messages import BaseMessage
 from pydantic import Field
 
 from .._fields import core_field, core_validator
-from ..core.corpus import EncodedCorpus
+from ..core.chat import build_corpus
 from ..core.expansion import Source
 from ..core.generation import Usage
 from ..core.options import ExpansionOptions
-from ..core.pipeline import E2LLMPipeline
 from ..core.prompt import LONG_PROMPT_CHARS
 from ..core.runtime import TokenStream
 from ._base import PipelineChatModel
-from ._messages import DocumentSource, parse_messages, sources_from_documents
-from ._runtime import stored_corpus
-
-logger = logging.getLogger(__name__)
+from ._messages import parse_messages, sources_from_documents
+from .document_compressors import CORPUS_STORE
 
 
 class E2LLMChat(PipelineChatModel):
     """E2LLM as a LangChain chat model: every document chunk becomes one soft token.
 
-    Documents reach the model three ways, all encoded by the E2LLM chunk encoder:
+    Documents, all read by the E2LLM chunk encoder, come as ``text-plain`` content
+    blocks in human messages (``title`` on the first line), as the ``documents=`` call
+    argument (``str`` or ``Document``; those from :class:`E2LLMDocumentCompressor` carry
+    their encoded chunks), or inside a long plain prompt ("stuff" chains): a last human
+    turn over ``auto_context_chars`` is split by ``core.prompt.split_prompt`` (its last
+    paragraph, else line, else sentence is the question). Documents of earlier turns stay
+    in the context; system messages are the system prompt, earlier turns the history.
 
-    * ``text-plain`` content blocks in a human message (``title`` goes on the first line);
-    * the ``documents=`` call argument (``str`` or ``Document``; documents returned by
-      :class:`E2LLMDocumentCompressor` carry their encoded chunks and are not re-encoded);
-    * a long plain-string prompt ("stuff" chains): when the last human turn is longer than
-      ``auto_context_chars``, its last paragraph (else last line, else last sentence; a
-      trailing ``Answer:`` cue stays attached) is the question and the rest is context.
+    **Selective expansion**: the ``expand_top_k`` chunks most similar to the question
+    (default ``core.expansion.DEFAULT_EXPAND_TOP_K``; 0: soft tokens only; per call:
+    ``invoke(..., expand_top_k=2)``) are also shown as raw text.
+    ``response_metadata["sources"]`` cites them (``Source.to_dict()``, document order;
+    ``doc_id`` is :func:`~e2llm_integrations.langchain.document_id` or a block's ``id``,
+    else the document's position) and ``["expanded_chunks"]`` counts them; when
+    streaming, on the last chunk.
 
-    Documents in earlier human messages stay in the context on later turns. System
-    messages become the system prompt; earlier human/AI turns are chat history.
-
-    **Selective expansion**: besides the soft tokens, the ``expand_top_k`` chunks most
-    similar to the question (default :data:`~e2llm_integrations.core.expansion.DEFAULT_EXPAND_TOP_K`;
-    0 for soft tokens only; per call too: ``invoke(..., expand_top_k=2)``) are shown to the
-    decoder as raw-text excerpts. ``response_metadata["sources"]`` cites them
-    (``Source.to_dict()``: ``chunk_index``, ``doc_id``, ``start``, ``end``, ``score``,
-    ``text``, in document order) and ``response_metadata["expanded_chunks"]`` counts them;
-    when streaming both are on the last chunk. ``doc_id`` is the document's
-    :func:`~e2llm_integrations.langchain.document_id` (a ``Document``'s ``id``,
-    else ``metadata["source"]``; a block's ``id``), else its position among the call's
-    documents; ``start``/``end`` are offsets into its text (after a ``title`` line, if any).
-
-    ``usage_metadata["input_tokens"]`` counts decoder input positions (prompt tokens,
-    excerpts included, plus one soft token per chunk); ``response_metadata`` adds
-    ``context_tokens`` (what the chunks' raw text would have cost), ``soft_tokens``,
+    ``usage_metadata["input_tokens"]`` counts decoder input positions (prompt, excerpts
+    and soft tokens); ``response_metadata`` adds ``context_tokens``, ``soft_tokens``,
     ``n_chunks``, ``compression_ratio``, ``finish_reason`` and ``model_name``. Weights load
-    lazily on first use and are shared by every instance with the same ``checkpoint`` and
-    ``device``. Tool calling and structured output are not supported.
+    on first use, shared by instances with the same model options. No tool calling or
+    structured output.
 
     Example:
         >>> chat = E2LLMChat.from_pretrained(max_tokens=64)  # doctest: +SKIP
@@ -108,49 +96,10 @@ class E2LLMChat(PipelineChatModel):
         if options.get("documents") is not None:
             sources = sources + sources_from_documents(options["documents"])
         pipeline = self.get_pipeline()
-        corpus = build_corpus(pipeline, sources)
+        corpus = build_corpus(pipeline, sources, CORPUS_STORE)
         # Prepared before the first token, so the input positions are known up front.
         corpus, shown, kwargs = pipeline.prepare(
             corpus, request.question, gen, top_k, system=request.system, history=request.history
         )
         stream = pipeline.stream_prepared(corpus, shown, request.question, gen, kwargs)
         return stream, stream.usage.input_positions
-
-
-def _stored(pipeline: E2LLMPipeline, source: DocumentSource) -> EncodedCorpus | None:
-    """The encoded chunks behind ``source.handle``, if still stored and compatible."""
-    if source.handle is None:
-        return None
-    corpus = stored_corpus(pipeline, source.handle)
-    if corpus is not None:
-        return corpus
-    if not source.text.strip():
-        raise ValueError(
-            f"Encoded chunks {source.handle!r} are gone (evicted, another process, or made with "
-            "other encoder settings) and the document has no text to re-encode; run the "
-            "E2LLMDocumentCompressor again."
-        )
-    logger.warning(
-        "Encoded chunks %s are unavailable or incompatible with this model; re-encoding the text.",
-        source.handle,
-    )
-    return None
-
-
-def build_corpus(pipeline: E2LLMPipeline, sources: Sequence[DocumentSource]) -> EncodedCorpus:
-    """One corpus for ``sources`` in order: stored chunks reused, texts encoded in one pass.
-
-    Every chunk's ``doc_id`` is its source's ``doc_id``, else the source's position.
-    """
-    parts: list[EncodedCorpus | None] = [_stored(pipeline, s) for s in sources]
-    missing = [i for i, part in enumerate(parts) if part is None]
-    if missing:
-        encoded = pipeline.encode_texts([sources[i].titled for i in missing])
-        for i, corpus in zip(missing, encoded, strict=True):
-            parts[i] = corpus
-    kept = [
-        part.cited_as(source.doc_id if source.doc_id is not None else str(i))
-        for i, (source, part) in enumerate(zip(sources, parts, strict=True))
-        if part is not None and len(part)
-    ]
-    return EncodedCorpus.concat(kept) if kept else pipeline.empty_corpus()

@@ -1,4 +1,11 @@
-"""``E2LLMDocumentCompressor``: encode retrieved documents once, optionally keep the best chunks."""
+"""``E2LLMDocumentCompressor``: encode retrieved documents once, optionally keep the best chunks.
+
+The encoded chunks go into :data:`CORPUS_STORE`, a bounded core ``CorpusCache`` (least
+recently used entries go first), under a random key that travels in
+``Document.metadata[CORPUS_KEY]``: ``E2LLMChat`` reads the features instead of encoding
+the text again, and re-encodes the text (with a warning) when the handle is gone or was
+made by other encoder settings.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +17,19 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 
 from .._fields import PrefilterFields
+from ..core.chat import DocumentSource, source_corpora
 from ..core.corpus import EncodedCorpus
+from ..core.corpus_cache import DEFAULT_CACHE_BYTES, CorpusCache
 from ..core.pipeline import E2LLMPipeline
 from ..retrieval.faiss_index import ChunkPrefilter, ScoredChunk
 from ._base import PipelineSource
-from ._runtime import CORPUS_KEY, CORPUS_STORE, stored_corpus
 
 logger = logging.getLogger(__name__)
 
+CORPUS_KEY = "e2llm_corpus_id"
+"""Metadata / block ``extras`` key holding a handle into :data:`CORPUS_STORE`."""
+DEFAULT_STORE_BYTES = DEFAULT_CACHE_BYTES
+"""Default bound on the feature bytes kept by :data:`CORPUS_STORE`."""
 N_CHUNKS_KEY = "e2llm_n_chunks"
 CONTEXT_TOKENS_KEY = "e2llm_context_tokens"
 SCORE_KEY = "relevance_score"
@@ -25,19 +37,32 @@ CHUNK_SCORES_KEY = "e2llm_chunk_scores"
 CHUNK_SPANS_KEY = "e2llm_chunk_spans"
 
 
+class CorpusStore(CorpusCache):
+    """The core ``CorpusCache``, bounded in bytes only.
+
+    Example:
+        >>> store = CorpusStore(max_bytes=2**20)
+        >>> key = store.put(corpus)  # doctest: +SKIP
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_STORE_BYTES) -> None:
+        super().__init__(max_bytes=max_bytes)
+
+
+CORPUS_STORE = CorpusStore()
+"""The process-wide store the compressor writes to and the chat model reads from."""
+
+
 class E2LLMDocumentCompressor(PipelineSource, PrefilterFields, BaseDocumentCompressor):
     """Chunk and encode documents with the E2LLM encoder, so ``E2LLMChat`` reads them as is.
 
-    Each returned document keeps its metadata and gains:
-
-    * ``e2llm_corpus_id``: a handle to its encoded chunks in a process-local store
-      (``E2LLMChat`` uses them instead of encoding the text again);
-    * ``e2llm_n_chunks`` and ``e2llm_context_tokens``: what the chunks stand for;
-    * with a prefilter (``top_k`` and/or ``score_threshold``): ``relevance_score`` (best
-      chunk's cosine similarity to the query), ``e2llm_chunk_scores`` and
-      ``e2llm_chunk_spans`` (character spans of the kept chunks). Documents keep their
-      original order; a document none of whose chunks is kept is dropped, and one with
-      only some chunks kept has those chunks' text as ``page_content``.
+    Each returned document keeps its metadata and gains ``e2llm_corpus_id`` (a handle to
+    its encoded chunks in a process-local store, read by ``E2LLMChat``),
+    ``e2llm_n_chunks`` and ``e2llm_context_tokens``. With a prefilter (``top_k`` and/or
+    ``score_threshold``) it also gains ``relevance_score`` (its best chunk's cosine
+    similarity to the query), ``e2llm_chunk_scores`` and ``e2llm_chunk_spans``; documents
+    keep their order, one with no chunk kept is dropped, and one with some kept has
+    their text as ``page_content``.
 
     Example:
         >>> compressor = E2LLMDocumentCompressor(top_k=16)  # doctest: +SKIP
@@ -89,15 +114,9 @@ class E2LLMDocumentCompressor(PipelineSource, PrefilterFields, BaseDocumentCompr
 
 
 def encode_documents(pipeline: E2LLMPipeline, documents: Sequence[Document]) -> list[EncodedCorpus]:
-    """Each document's encoded chunks: reused from the store when it has a usable handle,
-    else encoded (all such documents together, in one pass)."""
-    corpora = [stored_corpus(pipeline, doc.metadata.get(CORPUS_KEY)) for doc in documents]
-    missing = [i for i, c in enumerate(corpora) if c is None]
-    texts = [documents[i].page_content for i in missing]
-    encoded = pipeline.encode_texts(texts) if missing else []
-    for i, corpus in zip(missing, encoded, strict=True):
-        corpora[i] = corpus
-    return [c for c in corpora if c is not None]
+    """Each document's chunks: reused from the store under its handle, else encoded (together)."""
+    sources = [DocumentSource(d.page_content, handle=d.metadata.get(CORPUS_KEY)) for d in documents]
+    return source_corpora(pipeline, sources, CORPUS_STORE)
 
 
 def _compressed(doc: Document, corpus: EncodedCorpus, scores: list[ScoredChunk] | None) -> Document:

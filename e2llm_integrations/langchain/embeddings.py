@@ -15,9 +15,8 @@ class LocalSentenceEmbeddings(BaseModel, Embeddings):
     """Embeddings from a local sentence-transformers model (default: the bundled MiniLM).
 
     Bundled short names (``all-minilm-l6-v2``) resolve to the model installed with the
-    package, so this works with no network; any other name or folder is passed to
-    sentence-transformers unchanged. The model loads on first use and is shared
-    (:class:`~e2llm_integrations.retrieval.embeddings.SentenceEmbedder`).
+    package (no network); other names or folders go to sentence-transformers as they are.
+    The model loads on first use and is shared (``retrieval.embeddings.SentenceEmbedder``).
 
     Example:
         >>> from langchain_core.vectorstores import InMemoryVectorStore

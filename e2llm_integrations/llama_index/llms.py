@@ -30,36 +30,21 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 from typing_extensions import Self
 
-from .._fields import PrefilterFields, core_field, core_validator
+from .._fields import PrefilterFields, core_field, core_validator, generation_config
 from ..core.chat import chat_request
 from ..core.corpus import EncodedCorpus
 from ..core.expansion import Source
+from ..core.fitting import CHUNK_FILL, QUESTION_RESERVE, check_question, context_window  # noqa: F401
 from ..core.generation import GenerationChunk, GenerationConfig, Usage
 from ..core.options import ExpansionOptions
 from ..core.pipeline import E2LLMPipeline
-from ..core.runtime import aiter_in_thread
+from ..core.runtime import aiter_in_thread, aprime, prime
 from ..retrieval.faiss_index import ChunkPrefilter
-from ._common import PipelineFields, aprime, prime
+from ._common import PipelineFields
 
 logger = logging.getLogger(__name__)
 
-CHUNK_FILL = 0.75
-"""Chunks are cut back to sentence ends, so they average about this share of chunk_tokens."""
-QUESTION_RESERVE = 128
-"""Decoder positions kept free for the question when the context window is computed."""
 _GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "stop", "seed")
-
-
-def context_window(pipeline: E2LLMPipeline, num_output: int) -> int:
-    """Raw-text tokens of context one call can take.
-
-    ``(decoder window - prompt - question reserve - num_output)`` soft positions, each
-    standing for ``chunk_tokens / tokens_per_chunk`` raw tokens, times :data:`CHUNK_FILL`.
-    """
-    room = pipeline.max_positions - pipeline.prompt_positions("?") - QUESTION_RESERVE - num_output
-    cfg = pipeline.config
-    per_soft = cfg.chunking.chunk_tokens / cfg.encoder.tokens_per_chunk
-    return max(0, int(room * per_soft * CHUNK_FILL))
 
 
 class _PipelineLLM(PipelineFields, CustomLLM):
@@ -91,9 +76,7 @@ class _PipelineLLM(PipelineFields, CustomLLM):
 
     def _generation(self, kwargs: dict[str, Any]) -> GenerationConfig:
         """Decoding options from the fields, overridden by matching call keyword arguments."""
-        opts = {key: kwargs.get(key, getattr(self, key)) for key in _GENERATION_KEYS}
-        opts["stop"] = tuple(opts["stop"] or ())
-        return GenerationConfig(**opts)
+        return generation_config(self, {key: key for key in _GENERATION_KEYS}, kwargs)
 
     def _stream_messages(
         self, messages: Sequence[ChatMessage], cfg: GenerationConfig, kwargs: dict[str, Any]
@@ -219,7 +202,7 @@ class E2LLM(PrefilterFields, _PipelineLLM):
         self, messages: Sequence[ChatMessage], cfg: GenerationConfig, kwargs: dict[str, Any]
     ) -> Iterator[GenerationChunk]:
         request = chat_request(_turns(messages), split_above=0)  # the core rule, as LangChain's
-        self._check_question(request.question, cfg)
+        check_question(self.pipeline, request.question, cfg.max_new_tokens)
         pipe = self.pipeline
         texts = [s.text for s in request.sources]
         corpus = pipe.encode(texts) if texts else pipe.empty_corpus()
@@ -236,21 +219,10 @@ class E2LLM(PrefilterFields, _PipelineLLM):
 
     def prefilter(self, corpus: EncodedCorpus, question: str) -> EncodedCorpus:
         """``corpus`` reduced by the ``top_k`` / ``score_threshold`` prefilter, if one is set."""
-        if not len(corpus) or (self.top_k is None and self.score_threshold is None):
+        prefilter = ChunkPrefilter.from_options(self.prefilter_options)
+        if not len(corpus) or prefilter is None:
             return corpus
-        prefilter = ChunkPrefilter(self.top_k, self.score_threshold)
         return prefilter.filter(self.pipeline, corpus, question)[0]
-
-    def _check_question(self, question: str, cfg: GenerationConfig) -> None:
-        pipe = self.pipeline
-        need = pipe.prompt_positions(question) + cfg.max_new_tokens
-        if need > pipe.max_positions:
-            raise ValueError(
-                f"The question part of the prompt needs {need} decoder positions (with "
-                f"max_new_tokens={cfg.max_new_tokens}) but the window is {pipe.max_positions}. "
-                "E2LLM compresses only the context: separate it from the question with a blank "
-                "line (the last paragraph is the question), or shorten the question."
-            )
 
 
 class PlainDecoderLLM(_PipelineLLM):

@@ -31,8 +31,7 @@ from ..core.corpus import EncodedCorpus
 from ..core.expansion import Source, check_top_k
 from ..core.generation import GenerationChunk, Usage
 from ..core.pipeline import E2LLMPipeline
-from ..core.runtime import aiter_in_thread
-from ._common import aprime, prime
+from ..core.runtime import aiter_in_thread, aprime, prime
 from .llms import E2LLM
 from .postprocessors import check_texts, node_cache
 
