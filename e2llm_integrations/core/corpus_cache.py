@@ -212,10 +212,23 @@ class NodeCorpusCache(CorpusCache):
             ids: Optional node ids, recorded as the chunks' ``doc_id``.
         """
         check_texts(texts)
+        if ids is not None and len(ids) != len(texts):
+            raise ValueError(
+                f"Got {len(ids)} node ids for {len(texts)} node texts; pass one id per text "
+                "(or none)."
+            )
         pipeline = self._pipeline()
         if pipeline is None:  # pragma: no cover - the cache lives only as long as its pipeline
             raise RuntimeError("The pipeline of this cache was garbage-collected.")
         return super().encode(pipeline, texts, ids)
+
+    def corpus(self, texts: Sequence[str], ids: Sequence[str] | None = None) -> EncodedCorpus:
+        """All nodes' chunks in node order as one corpus, each node chunked on its own.
+
+        Each chunk's ``doc_id`` is its node's id from ``ids``, else the node's position.
+        """
+        names = [str(i) for i in range(len(texts))] if ids is None else list(ids)
+        return EncodedCorpus.concat(self.encode(texts, names))
 
 
 _CACHES: weakref.WeakKeyDictionary[E2LLMPipeline, NodeCorpusCache] = weakref.WeakKeyDictionary()

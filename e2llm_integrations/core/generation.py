@@ -81,6 +81,12 @@ class GenerationChunk:
     sources: tuple[Source, ...] = ()
     """On the last chunk: the chunks shown as raw text (selective expansion), for citations."""
 
+    def metadata(self) -> dict[str, Any]:
+        """``finish_reason``, ``usage`` and ``sources`` as plain data (JSON-ready dicts)."""
+        usage = self.usage.to_dict() if self.usage is not None else {}
+        sources = [s.to_dict() for s in self.sources]
+        return {"finish_reason": self.finish_reason, "usage": usage, "sources": sources}
+
 
 @dataclass
 class GenerationResult:

@@ -23,6 +23,7 @@ import queue
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .expansion import Source
@@ -226,6 +227,30 @@ async def aiter_in_thread(factory: Callable[[], Iterator[T]]) -> AsyncGenerator[
             yield item
     finally:
         stop.set()
+
+
+@dataclass
+class LastCall:
+    """Usage and sources of a wrapper's most recently finished generation.
+
+    For frameworks whose results drop them (LlamaIndex query engines return text only).
+
+    Example:
+        >>> last = LastCall()
+        >>> text = "".join(c.text for c in last.track(pipeline.stream(docs, "Who?")))  # doctest: +SKIP
+        >>> last.usage.n_chunks  # doctest: +SKIP
+    """
+
+    usage: Usage | None = None
+    sources: list[Source] = field(default_factory=list)
+
+    def track(self, chunks: Iterator[GenerationChunk]) -> Iterator[GenerationChunk]:
+        """``chunks`` passed through; the final one's usage and sources are recorded."""
+        for chunk in chunks:
+            if chunk.usage is not None:
+                self.usage = chunk.usage
+                self.sources = list(chunk.sources)
+            yield chunk
 
 
 def prime(iterator: Iterator[T]) -> Iterator[T]:

@@ -1,9 +1,5 @@
-"""Shared plumbing for chat models that run on an :class:`E2LLMPipeline`.
-
-Subclasses implement :meth:`PipelineChatModel._open` (validate a call; return the core
-token stream and its decoder input positions); this base makes it LangChain's
-``_stream``, and ``_generate`` / ``_astream`` from that, with usage and metadata.
-"""
+"""Shared plumbing for chat models on an :class:`E2LLMPipeline`: subclasses implement
+:meth:`PipelineChatModel._open`; this base makes it ``_stream``, ``_generate`` and ``_astream``."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""LangChain messages to an E2LLM request: system, history, documents, question.
+"""LangChain messages to an E2LLM request (``core.chat.chat_request``, shared with LlamaIndex).
 
-Messages become ``(role, text)`` turns plus the documents they carry (``text-plain``
-blocks; one whose ``extras`` hold :data:`CORPUS_KEY` points at encoded chunks, and its
-``id`` names it in citations); the request is the core rule's
-(:func:`~e2llm_integrations.core.chat.chat_request`), shared with LlamaIndex. The
-reading rules are documented on :class:`~e2llm_integrations.langchain.E2LLMChat`.
+Documents are ``text-plain`` blocks; ``extras[CORPUS_KEY]`` points at encoded chunks.
 """
 
 from __future__ import annotations

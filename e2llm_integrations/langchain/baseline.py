@@ -14,10 +14,8 @@ from ._messages import parse_messages
 class PlainDecoderChat(PipelineChatModel):
     """The pipeline's decoder LLM on plain text: no encoder, no adapter, LoRA switched off.
 
-    Ordinary "stuff the documents into the prompt" generation with the small LLM E2LLM
-    uses, so RAG and E2LLM chains compare on equal terms. It takes the messages
-    :class:`E2LLMChat` takes (``text-plain`` blocks are pasted as text, title first) and
-    shares its loaded pipeline; a prompt over the decoder's window raises a ``ValueError``.
+    "Stuff" RAG with E2LLM's own small LLM, to compare on equal terms: the messages
+    :class:`E2LLMChat` takes, documents pasted as text; over the window: ``ValueError``.
 
     Example:
         >>> from langchain_core.prompts import ChatPromptTemplate

@@ -61,10 +61,8 @@ def create_e2llm_rag_chain(
 ) -> Runnable[Any, Any]:
     """Retrieve documents, optionally compress them, and answer with E2LLM.
 
-    Unlike a "stuff" chain, each document reaches ``chat`` as a ``text-plain`` block, one
-    soft token per chunk (chunks encoded by :class:`E2LLMDocumentCompressor` are reused).
-    ``chat``'s ``response_metadata["sources"]`` (seen by callbacks) cite the expanded
-    chunks under each document's ``id`` (else ``metadata["source"]``).
+    Each document reaches ``chat`` as a ``text-plain`` block (compressed ones are not
+    encoded again); citations use :func:`document_id`.
 
     Args:
         retriever: Any retriever (or runnable) mapping the question to documents.
@@ -75,8 +73,7 @@ def create_e2llm_rag_chain(
             answer string.
 
     Returns:
-        A runnable taking a question string or ``{"question": str}``; ``.stream`` yields
-        text pieces (or ``{"answer": piece}`` dicts).
+        A runnable taking a question string or ``{"question": str}``.
 
     Example:
         >>> chain = create_e2llm_rag_chain(

@@ -23,27 +23,12 @@ from .document_compressors import CORPUS_STORE
 class E2LLMChat(PipelineChatModel):
     """E2LLM as a LangChain chat model: every document chunk becomes one soft token.
 
-    Documents, all read by the E2LLM chunk encoder, come as ``text-plain`` content
-    blocks in human messages (``title`` on the first line), as the ``documents=`` call
-    argument (``str`` or ``Document``; those from :class:`E2LLMDocumentCompressor` carry
-    their encoded chunks), or inside a long plain prompt ("stuff" chains): a last human
-    turn over ``auto_context_chars`` is split by ``core.prompt.split_prompt`` (its last
-    paragraph, else line, else sentence is the question). Documents of earlier turns stay
-    in the context; system messages are the system prompt, earlier turns the history.
-
-    **Selective expansion**: the ``expand_top_k`` chunks most similar to the question
-    (default ``core.expansion.DEFAULT_EXPAND_TOP_K``; 0: soft tokens only; per call:
-    ``invoke(..., expand_top_k=2)``) are also shown as raw text.
-    ``response_metadata["sources"]`` cites them (``Source.to_dict()``, document order;
-    ``doc_id`` is :func:`~e2llm_integrations.langchain.document_id` or a block's ``id``,
-    else the document's position) and ``["expanded_chunks"]`` counts them; when
-    streaming, on the last chunk.
-
-    ``usage_metadata["input_tokens"]`` counts decoder input positions (prompt, excerpts
-    and soft tokens); ``response_metadata`` adds ``context_tokens``, ``soft_tokens``,
-    ``n_chunks``, ``compression_ratio``, ``finish_reason`` and ``model_name``. Weights load
-    on first use, shared by instances with the same model options. No tool calling or
-    structured output.
+    Documents come as ``text-plain`` blocks in human messages, as ``documents=`` (``str``
+    or ``Document``, e.g. from :class:`E2LLMDocumentCompressor`), or in a last human turn
+    over ``auto_context_chars`` (split by ``core.prompt.split_prompt``). The
+    ``expand_top_k`` chunks closest to the question (per call too) are also shown as raw
+    text and cited in ``response_metadata["sources"]``. ``usage_metadata`` counts decoder
+    input positions. No tool calling or structured output. Details: README, LangChain.
 
     Example:
         >>> chat = E2LLMChat.from_pretrained(max_tokens=64)  # doctest: +SKIP

@@ -1,10 +1,7 @@
 """``E2LLMDocumentCompressor``: encode retrieved documents once, optionally keep the best chunks.
 
-The encoded chunks go into :data:`CORPUS_STORE`, a bounded core ``CorpusCache`` (least
-recently used entries go first), under a random key that travels in
-``Document.metadata[CORPUS_KEY]``: ``E2LLMChat`` reads the features instead of encoding
-the text again, and re-encodes the text (with a warning) when the handle is gone or was
-made by other encoder settings.
+The chunks go into :data:`CORPUS_STORE` under a key in ``Document.metadata[CORPUS_KEY]``;
+``E2LLMChat`` reads them (or re-encodes the text, with a warning, when they are gone).
 """
 
 from __future__ import annotations
@@ -56,13 +53,10 @@ CORPUS_STORE = CorpusStore()
 class E2LLMDocumentCompressor(PipelineSource, PrefilterFields, BaseDocumentCompressor):
     """Chunk and encode documents with the E2LLM encoder, so ``E2LLMChat`` reads them as is.
 
-    Each returned document keeps its metadata and gains ``e2llm_corpus_id`` (a handle to
-    its encoded chunks in a process-local store, read by ``E2LLMChat``),
-    ``e2llm_n_chunks`` and ``e2llm_context_tokens``. With a prefilter (``top_k`` and/or
-    ``score_threshold``) it also gains ``relevance_score`` (its best chunk's cosine
-    similarity to the query), ``e2llm_chunk_scores`` and ``e2llm_chunk_spans``; documents
-    keep their order, one with no chunk kept is dropped, and one with some kept has
-    their text as ``page_content``.
+    Each document gains ``e2llm_corpus_id``, ``e2llm_n_chunks`` and ``e2llm_context_tokens``;
+    with ``top_k`` / ``score_threshold`` also ``relevance_score`` (best chunk's cosine),
+    ``e2llm_chunk_scores`` and ``e2llm_chunk_spans``, and only kept chunks stay (in order;
+    a document with none is dropped).
 
     Example:
         >>> compressor = E2LLMDocumentCompressor(top_k=16)  # doctest: +SKIP
@@ -89,7 +83,10 @@ class E2LLMDocumentCompressor(PipelineSource, PrefilterFields, BaseDocumentCompr
             return []
         pipeline = self.get_pipeline()
         corpora = encode_documents(pipeline, kept)
-        scores = self._select(pipeline, corpora, query)
+        prefilter = self.prefilter
+        scores: list[list[ScoredChunk] | None] = [None] * len(corpora)
+        if prefilter is not None:
+            scores = list(prefilter.per_document(pipeline, corpora, query))
         out = []
         for doc, corpus, doc_scores in zip(kept, corpora, scores, strict=True):
             if not len(corpus) or (doc_scores is not None and not doc_scores):
@@ -102,15 +99,6 @@ class E2LLMDocumentCompressor(PipelineSource, PrefilterFields, BaseDocumentCompr
     ) -> Sequence[Document]:
         """Like :meth:`compress_documents`, in a worker thread (the event loop stays free)."""
         return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)
-
-    def _select(
-        self, pipeline: E2LLMPipeline, corpora: list[EncodedCorpus], query: str
-    ) -> list[list[ScoredChunk] | None]:
-        """Per document, its kept chunks (local indices) with scores; ``None``: keep all."""
-        prefilter = self.prefilter
-        if prefilter is None:
-            return [None] * len(corpora)
-        return list(prefilter.per_document(pipeline, corpora, query))
 
 
 def encode_documents(pipeline: E2LLMPipeline, documents: Sequence[Document]) -> list[EncodedCorpus]:

@@ -1,7 +1,4 @@
-"""Where a LlamaIndex wrapper gets its pipeline: the core model options, or one given.
-
-Stream priming (errors at call time) is the core's, :func:`~e2llm_integrations.core.runtime.prime`.
-"""
+"""Where a LlamaIndex wrapper gets its pipeline: the core model options, or one given."""
 
 from __future__ import annotations
 
@@ -14,10 +11,7 @@ from ..core.pipeline import E2LLMPipeline
 
 
 class PipelineFields(ModelSourceFields):
-    """Where a LlamaIndex component gets its pipeline: the core model options, or one given.
-
-    ``pipeline=`` (a loaded :class:`E2LLMPipeline`) wins over the model options.
-    """
+    """The core model options as fields; ``pipeline=`` (a loaded one) wins over them."""
 
     _pipeline: E2LLMPipeline | None = PrivateAttr(default=None)
 

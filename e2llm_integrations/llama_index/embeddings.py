@@ -1,9 +1,4 @@
-"""A sentence-transformers embedding model for LlamaIndex that works offline.
-
-The default is the bundled all-MiniLM-L6-v2 (installed with its weights), so a
-``VectorStoreIndex`` can be built without any model download or API key. The model is
-the shared :class:`~e2llm_integrations.retrieval.embeddings.SentenceEmbedder`.
-"""
+"""A sentence-transformers embedding model for LlamaIndex that works offline (bundled MiniLM)."""
 
 from __future__ import annotations
 
@@ -17,10 +12,7 @@ from ..retrieval.embeddings import DEFAULT_EMBED_MODEL, SentenceEmbedder
 
 
 class SentenceTransformerEmbedding(BaseEmbedding):
-    """Embed text with a sentence-transformers model, loaded lazily on first use.
-
-    ``model_name`` is a bundled short name (default ``all-minilm-l6-v2``, shipped with
-    its weights), a local sentence-transformers folder, or a hub id.
+    """Embed text with a sentence-transformers model (``retrieval.embeddings``), loaded lazily.
 
     Example:
         >>> from llama_index.core import Settings, VectorStoreIndex

@@ -1,11 +1,5 @@
-"""LlamaIndex LLMs over an :class:`E2LLMPipeline`.
-
-* :class:`E2LLM` reads the context of a prompt as compressed chunks (one soft token per
-  chunk) and the question as text, so its context window is the decoder's window times
-  the raw tokens each chunk stands for.
-* :class:`PlainDecoderLLM` is the same pipeline's decoder reading the raw prompt, without
-  encoder or adapter: the ordinary-RAG baseline E2LLM is compared against.
-"""
+"""LlamaIndex LLMs over an :class:`E2LLMPipeline`: :class:`E2LLM` (context as soft tokens)
+and :class:`PlainDecoderLLM` (its decoder on the raw prompt, the ordinary-RAG baseline)."""
 
 from __future__ import annotations
 
@@ -38,7 +32,7 @@ from ..core.fitting import CHUNK_FILL, QUESTION_RESERVE, check_question, context
 from ..core.generation import GenerationChunk, GenerationConfig, Usage
 from ..core.options import ExpansionOptions
 from ..core.pipeline import E2LLMPipeline
-from ..core.runtime import aiter_in_thread, aprime, prime
+from ..core.runtime import LastCall, aiter_in_thread, aprime, prime
 from ..retrieval.faiss_index import ChunkPrefilter
 from ._common import PipelineFields
 
@@ -48,11 +42,7 @@ _GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "stop", "seed")
 
 
 class _PipelineLLM(PipelineFields, CustomLLM):
-    """Pipeline loading, decoding options, responses and async plumbing shared by both LLMs.
-
-    The decoding fields are the core ``GenerationConfig`` (same names, defaults and
-    checks); ``metadata.num_output`` reports ``max_new_tokens``.
-    """
+    """Pipeline, decoding fields (the core ``GenerationConfig``'s) and (a)sync API of both LLMs."""
 
     max_new_tokens: int = core_field(GenerationConfig, "max_new_tokens")
     temperature: float = core_field(GenerationConfig, "temperature")
@@ -64,8 +54,7 @@ class _PipelineLLM(PipelineFields, CustomLLM):
         default=True, description="Report as a chat model (LlamaIndex then sends chat messages)."
     )
 
-    _last_usage: Usage | None = PrivateAttr(default=None)
-    _last_sources: list[Source] = PrivateAttr(default_factory=list)
+    _last: LastCall = PrivateAttr(default_factory=LastCall)
 
     @classmethod
     def from_pipeline(cls, pipeline: E2LLMPipeline, **kwargs: Any) -> Self:
@@ -88,24 +77,17 @@ class _PipelineLLM(PipelineFields, CustomLLM):
     ) -> Iterator[GenerationChunk]:
         """Begin generation now (input errors raise here, not at the first ``next``)."""
         cfg = self._generation(kwargs)
-        return prime(self._track(self._stream_messages(messages, cfg, kwargs)))
-
-    def _track(self, chunks: Iterator[GenerationChunk]) -> Iterator[GenerationChunk]:
-        for chunk in chunks:
-            if chunk.usage is not None:
-                self._last_usage = chunk.usage
-                self._last_sources = list(chunk.sources)
-            yield chunk
+        return prime(self._last.track(self._stream_messages(messages, cfg, kwargs)))
 
     @property
     def last_usage(self) -> Usage | None:
         """Usage of the most recently finished call (query engines do not return it)."""
-        return self._last_usage
+        return self._last.usage
 
     @property
     def last_sources(self) -> list[Source]:
         """The chunks the most recently finished call showed as raw text (its citations)."""
-        return list(self._last_sources)
+        return list(self._last.sources)
 
     # ------------------------------------------------------------------ sync API
     @llm_completion_callback()
@@ -157,23 +139,12 @@ class _PipelineLLM(PipelineFields, CustomLLM):
 class E2LLM(PrefilterFields, _PipelineLLM):
     """An E2LLM model as a LlamaIndex LLM: long context in, compressed to one token per chunk.
 
-    The messages are read by the same rules as LangChain's ``E2LLMChat``
-    (:func:`~e2llm_integrations.core.chat.chat_request`): system messages become the
-    system prompt, earlier turns the history, and the trailing user message(s) (or the
-    prompt) are split into context and question by
-    :func:`~e2llm_integrations.core.prompt.split_prompt`: LlamaIndex's QA, refine and
-    tree-summarize templates are recognised (so the default ``compact`` query engine
-    works), and otherwise the last paragraph is the question and everything before it is
-    context. The context is chunked and encoded. For one chunk per node, use
-    :class:`E2LLMSynthesizer` instead.
-
-    **Selective expansion**: the ``expand_top_k`` context chunks most similar to the
-    question (default :data:`~e2llm_integrations.core.expansion.DEFAULT_EXPAND_TOP_K`, 0
-    for soft tokens only; per call too: ``complete(prompt, expand_top_k=2)``) are also shown
-    as raw text, after the ``top_k`` / ``score_threshold`` prefilter. The response's
-    ``additional_kwargs["sources"]`` cites them (``Source.to_dict()`` records, document
-    order; on the last response when streaming), ``additional_kwargs["usage"]`` counts
-    them as ``expanded_chunks``, and :attr:`last_sources` keeps them for query engines.
+    Messages are read as by LangChain's ``E2LLMChat`` (``core.chat.chat_request``); the
+    prompt is split into context and question by ``core.prompt.split_prompt``, which knows
+    LlamaIndex's QA, refine and tree-summarize templates (so ``compact`` engines work).
+    For one chunk per node use :class:`E2LLMSynthesizer`. The ``expand_top_k`` chunks
+    closest to the question (per call too) are also shown as raw text, cited in
+    ``additional_kwargs["sources"]`` and :attr:`last_sources` (README, LlamaIndex).
 
     Example:
         >>> llm = E2LLM(max_new_tokens=64)  # loads nothing yet
@@ -228,9 +199,7 @@ class E2LLM(PrefilterFields, _PipelineLLM):
 class PlainDecoderLLM(_PipelineLLM):
     """The pipeline's decoder reading the raw prompt (no encoder, no adapter, LoRA off).
 
-    A baseline for comparisons: ordinary RAG with the same small LLM E2LLM uses. Prompts
-    longer than the decoder window raise a ``ValueError``; LlamaIndex's ``compact`` mode
-    packs context to fit :attr:`metadata` ``.context_window``.
+    The ordinary-RAG baseline; a prompt over the decoder window raises a ``ValueError``.
 
     Example:
         >>> llm = PlainDecoderLLM(pipeline=E2LLM().pipeline)  # doctest: +SKIP
@@ -285,17 +254,11 @@ def _turns(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
     return [(_role(m), m.content or "") for m in messages]
 
 
-def _additional(last: GenerationChunk) -> dict[str, Any]:
-    usage = last.usage.to_dict() if last.usage is not None else {}
-    sources = [s.to_dict() for s in last.sources]
-    return {"finish_reason": last.finish_reason, "usage": usage, "sources": sources}
-
-
 def _collect(chunks: Iterator[GenerationChunk]) -> CompletionResponse:
     pieces, last = [], GenerationChunk("")
     for last in chunks:
         pieces.append(last.text)
-    return CompletionResponse(text="".join(pieces), additional_kwargs=_additional(last))
+    return CompletionResponse(text="".join(pieces), additional_kwargs=last.metadata())
 
 
 def _completions(chunks: Iterator[GenerationChunk]) -> Generator[CompletionResponse, None, None]:
@@ -303,7 +266,7 @@ def _completions(chunks: Iterator[GenerationChunk]) -> Generator[CompletionRespo
     text = ""
     for chunk in chunks:
         text += chunk.text
-        extra = _additional(chunk) if chunk.finish_reason is not None else {}
+        extra = chunk.metadata() if chunk.finish_reason is not None else {}
         yield CompletionResponse(text=text, delta=chunk.text, additional_kwargs=extra)
 
 

@@ -1,9 +1,4 @@
-"""An E2LLM node postprocessor: encode retrieved nodes once (cached), prefilter with FAISS.
-
-Each node is chunked on its own (no chunk spans two nodes) into the pipeline's node cache
-(:func:`~e2llm_integrations.core.corpus_cache.node_cache`, keyed by the node's LLM text),
-so the synthesizer reuses the chunks instead of encoding them again.
-"""
+"""An E2LLM node postprocessor: encode retrieved nodes once (cached), prefilter with FAISS."""
 
 from __future__ import annotations
 
@@ -38,13 +33,10 @@ def node_texts(nodes: Sequence[NodeWithScore]) -> list[str]:
 class E2LLMNodePostprocessor(PipelineFields, PrefilterFields, BaseNodePostprocessor):
     """Encode retrieved nodes for E2LLM (once, cached) and optionally prefilter them.
 
-    Every node is chunked and encoded on its own into the pipeline's shared cache, so an
-    :class:`~e2llm_integrations.llama_index.E2LLMSynthesizer` over the same pipeline
-    answers without encoding again. With ``top_k`` or ``score_threshold`` the chunks are
-    scored against the query by the E2LLM encoder (cosine, FAISS); a node is kept when
-    one of its chunks is, with its best chunk's similarity as its score. Without a
-    prefilter the nodes and their retrieval scores pass through unchanged. Nodes keep
-    their retrieval order.
+    Each node is encoded on its own into the pipeline's cache (``core.corpus_cache``),
+    which an :class:`E2LLMSynthesizer` reuses. With ``top_k`` / ``score_threshold`` a node
+    is kept (in order) when one of its chunks is, scored by its best chunk's cosine
+    similarity to the query; without, nodes pass through unchanged.
 
     Example:
         >>> post = E2LLMNodePostprocessor(top_k=8)  # doctest: +SKIP

@@ -27,31 +27,20 @@ def create_e2llm_query_engine(
 ) -> RetrieverQueryEngine:
     """Retrieve nodes, optionally postprocess them, and answer with E2LLM.
 
-    The LlamaIndex counterpart of LangChain's ``create_e2llm_rag_chain``: every retrieved
-    node reaches the model as its own chunk(s) through :class:`E2LLMSynthesizer`, and
-    nothing reads LlamaIndex's ``Settings.llm``, so no OpenAI package or key is needed.
-    Responses carry the expanded chunks in ``metadata["e2llm_sources"]``.
+    LangChain's ``create_e2llm_rag_chain`` for LlamaIndex: each node reaches the model as
+    its own chunk(s) (:class:`E2LLMSynthesizer`), and nothing reads ``Settings.llm`` (no
+    OpenAI needed). The other arguments are :class:`E2LLMSynthesizer`'s.
 
     Args:
-        index_or_retriever: An index (its ``as_retriever()`` is used; a vector index
-            embeds queries with the embedding model it was built with) or a retriever.
-        llm: The E2LLM that answers; its decoding options and ``top_k`` /
-            ``score_threshold`` prefilter apply. Default: ``E2LLM()`` (the shipped
-            checkpoint, loaded on the first query).
+        index_or_retriever: An index (its ``as_retriever()`` is used) or a retriever.
+        llm: The E2LLM that answers. Default: ``E2LLM()`` (loaded on the first query).
         node_postprocessors: Run on the retrieved nodes in order, e.g. an
-            :class:`E2LLMNodePostprocessor` over the same pipeline (it encodes the nodes
-            once; the synthesizer reuses them).
+            :class:`E2LLMNodePostprocessor` (the synthesizer reuses its encoded nodes).
         similarity_top_k: Nodes the index retrieves (default: the index's own); for a
             retriever, set it on the retriever instead.
-        streaming: Return streaming responses (``response.response_gen``).
-        system_prompt: Optional system message for the decoder.
-        expand_top_k: Chunks also shown as raw text; ``None``: the ``llm``'s.
-        on_empty: With no nodes, ``"raise"`` a ``ValueError`` or ``"respond"`` empty.
 
     Example:
-        >>> index = VectorStoreIndex.from_documents(
-        ...     docs, embed_model=SentenceTransformerEmbedding()
-        ... )  # doctest: +SKIP
+        >>> index = VectorStoreIndex.from_documents(docs, embed_model=embed)  # doctest: +SKIP
         >>> engine = create_e2llm_query_engine(index, similarity_top_k=8)  # doctest: +SKIP
         >>> engine.query("Who founded the city?").response  # doctest: +SKIP
     """

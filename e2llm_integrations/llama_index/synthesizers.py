@@ -1,13 +1,6 @@
-"""``E2LLMSynthesizer``: answer over retrieved nodes with one chunk (or a few) per node.
+"""``E2LLMSynthesizer``: answer over retrieved nodes, each node chunked and encoded on its own.
 
-LlamaIndex's built-in response modes join node texts into one prompt string. This
-synthesizer instead chunks and encodes every node on its own (reusing chunks that
-:class:`~e2llm_integrations.llama_index.E2LLMNodePostprocessor` already encoded), so node
-boundaries reach the model intact and no chunk spans two nodes.
-
-With selective expansion the chunks most similar to the query are also shown as raw
-text; the response says which (``metadata["e2llm_sources"]``) and from which retrieved
-nodes (``metadata["e2llm_expanded_node_ids"]``).
+LlamaIndex's built-in modes join node texts into one prompt; here no chunk spans two nodes.
 """
 
 from __future__ import annotations
@@ -31,7 +24,7 @@ from ..core.corpus import EncodedCorpus
 from ..core.expansion import Source, check_top_k
 from ..core.generation import GenerationChunk, Usage
 from ..core.pipeline import E2LLMPipeline
-from ..core.runtime import aiter_in_thread, aprime, prime
+from ..core.runtime import LastCall, aiter_in_thread, aprime, prime
 from .llms import E2LLM
 from .postprocessors import check_texts, node_cache
 
@@ -66,33 +59,23 @@ class _Provenance:
 class E2LLMSynthesizer(BaseSynthesizer):
     """Response synthesizer that gives E2LLM each retrieved node as its own chunk(s).
 
+    Chunks the :class:`E2LLMNodePostprocessor` encoded are reused. The response's
+    ``metadata["e2llm_sources"]`` cites the expanded chunks (``doc_id``: the node id;
+    ``start``/``end``: offsets into the node text the LLM reads) and
+    ``metadata["e2llm_expanded_node_ids"]`` their nodes, also when streaming. See the
+    README's LlamaIndex section, and :func:`stand_in_for_settings_llm` for ``Settings.llm``.
+
     Args:
-        llm: The :class:`E2LLM` whose pipeline, decoding options and prefilter
-            (``top_k`` / ``score_threshold``, applied to the nodes' chunks) are used.
-            Default: ``E2LLM(pipeline=pipeline)``.
+        llm: The :class:`E2LLM` whose pipeline, decoding options and ``top_k`` /
+            ``score_threshold`` prefilter are used. Default: ``E2LLM(pipeline=pipeline)``.
         pipeline: A loaded pipeline to build the default ``llm`` around.
         streaming: Return a streaming response (a text generator).
         system_prompt: Optional system message for the decoder.
         on_empty: With no nodes, ``"raise"`` a ``ValueError`` (default) or ``"respond"``
             with LlamaIndex's empty response.
-        expand_top_k: Chunks most similar to the query also shown as raw text (selective
-            expansion); ``None``: the ``llm``'s ``expand_top_k`` (by default the core's,
-            :data:`~e2llm_integrations.core.options.DEFAULT_EXPAND_TOP_K`), 0: soft tokens
-            only.
+        expand_top_k: Chunks most similar to the query also shown as raw text; ``None``:
+            the ``llm``'s; 0: soft tokens only.
         callback_manager: LlamaIndex callback manager.
-
-    Provenance: ``response.source_nodes`` stay the retrieved nodes;
-    ``response.metadata["e2llm_sources"]`` lists the expanded chunks (``Source.to_dict()``
-    records in node order; ``doc_id`` is the node's id, ``start``/``end`` offsets into
-    the node's text as the LLM reads it, metadata included) and
-    ``response.metadata["e2llm_expanded_node_ids"]`` the ids of the nodes they come from.
-    Streaming responses carry both from the start. :attr:`last_usage` counts them
-    (``expanded_chunks``) and :attr:`last_sources` keeps the latest ones.
-
-    ``index.as_query_engine(response_synthesizer=...)`` reads ``Settings.llm`` first; where
-    none is set and OpenAI's integration is missing, this synthesizer's ``E2LLM`` takes its
-    place (:func:`stand_in_for_settings_llm`). :func:`create_e2llm_query_engine` needs no
-    ``Settings.llm`` at all.
 
     Example:
         >>> synth = E2LLMSynthesizer(E2LLM(max_new_tokens=64), streaming=True)  # doctest: +SKIP
@@ -127,10 +110,17 @@ class E2LLMSynthesizer(BaseSynthesizer):
         self._system_prompt = system_prompt
         self._on_empty = on_empty
         self._expand_top_k = expand_top_k
-        # Usage of the most recently finished answer (soft tokens, compression ratio...).
-        self.last_usage: Usage | None = None
-        # The chunks the most recent answer showed as raw text.
-        self.last_sources: list[Source] = []
+        self._last = LastCall()
+
+    @property
+    def last_usage(self) -> Usage | None:
+        """Usage of the most recently finished answer (soft tokens, compression ratio...)."""
+        return self._last.usage
+
+    @property
+    def last_sources(self) -> list[Source]:
+        """The chunks the most recently finished answer showed as raw text."""
+        return list(self._last.sources)
 
     @property
     def pipeline(self) -> E2LLMPipeline:
@@ -151,21 +141,8 @@ class E2LLMSynthesizer(BaseSynthesizer):
     def encode_nodes(
         self, text_chunks: Sequence[str], node_ids: Sequence[str] | None = None
     ) -> EncodedCorpus:
-        """The nodes' chunks in node order, each node chunked on its own (cached).
-
-        Each chunk's ``doc_id`` is its node's id from ``node_ids``, else the node's position.
-        """
-        check_texts(text_chunks)
-        if node_ids is not None and len(node_ids) != len(text_chunks):
-            raise ValueError(
-                f"Got {len(node_ids)} node ids for {len(text_chunks)} node texts; pass one id "
-                "per text (or none)."
-            )
-        parts = node_cache(self.pipeline).encode(text_chunks)
-        names = [str(i) for i in range(len(parts))] if node_ids is None else list(node_ids)
-        return EncodedCorpus.concat(
-            [part.cited_as(name) for part, name in zip(parts, names, strict=True)]
-        )
+        """The nodes' chunks in node order (cached; ``doc_id``: the node id, else position)."""
+        return node_cache(self.pipeline).corpus(text_chunks, node_ids)
 
     def _stream(
         self, query_str: str, text_chunks: Sequence[str], record: _Provenance | None = None
@@ -181,14 +158,7 @@ class E2LLMSynthesizer(BaseSynthesizer):
         stream = pipe.stream_prepared(corpus, sources, query_str, cfg, kwargs)
         if record is not None:
             record.sources = sources
-        return prime(self._track(stream))
-
-    def _track(self, chunks: Iterator[GenerationChunk]) -> Iterator[GenerationChunk]:
-        for chunk in chunks:
-            if chunk.usage is not None:
-                self.last_usage = chunk.usage
-                self.last_sources = list(chunk.sources)
-            yield chunk
+        return prime(self._last.track(stream))
 
     def _answer(
         self, query_str: str, text_chunks: Sequence[str], record: _Provenance | None = None
@@ -222,12 +192,8 @@ class E2LLMSynthesizer(BaseSynthesizer):
         additional_source_nodes: Sequence[NodeWithScore] | None = None,
         **response_kwargs: Any,
     ) -> RESPONSE_TYPE:
-        self._check_nodes(nodes)
-        record = _Provenance([n.node.node_id for n in nodes])
-        response = super().synthesize(
-            query, nodes, additional_source_nodes, **response_kwargs, **{_PROVENANCE: record}
-        )
-        return record.annotate(response)
+        record, kwargs = self._provenance(nodes, response_kwargs)
+        return record.annotate(super().synthesize(query, nodes, additional_source_nodes, **kwargs))
 
     async def asynthesize(
         self,
@@ -236,26 +202,26 @@ class E2LLMSynthesizer(BaseSynthesizer):
         additional_source_nodes: Sequence[NodeWithScore] | None = None,
         **response_kwargs: Any,
     ) -> RESPONSE_TYPE:
-        self._check_nodes(nodes)
-        record = _Provenance([n.node.node_id for n in nodes])
-        response = await super().asynthesize(
-            query, nodes, additional_source_nodes, **response_kwargs, **{_PROVENANCE: record}
-        )
+        record, kwargs = self._provenance(nodes, response_kwargs)
+        response = await super().asynthesize(query, nodes, additional_source_nodes, **kwargs)
         return record.annotate(response)
 
-    def _check_nodes(self, nodes: list[NodeWithScore]) -> None:
+    def _provenance(
+        self, nodes: list[NodeWithScore], response_kwargs: dict[str, Any]
+    ) -> tuple[_Provenance, dict[str, Any]]:
+        """Check ``nodes``; a record for their provenance and the kwargs that carry it."""
         if not nodes and self._on_empty == "raise":
             check_texts([])  # raises the "no nodes" ValueError
+        record = _Provenance([n.node.node_id for n in nodes])
+        return record, {**response_kwargs, _PROVENANCE: record}
 
 
 def stand_in_for_settings_llm(llm: E2LLM) -> bool:
     """Make ``llm`` LlamaIndex's ``Settings.llm`` where none is set and none can load.
 
-    ``index.as_query_engine(response_synthesizer=...)`` reads ``Settings.llm`` before it
-    looks at the synthesizer, and LlamaIndex's default there is OpenAI, which fails when
-    ``llama-index-llms-openai`` is not installed. So in that case only (nothing set, no
-    OpenAI integration) the synthesizer's E2LLM takes the place; ``Settings.llm`` set by
-    the user, or a loadable default, is never replaced. Returns whether it took the place.
+    ``index.as_query_engine(response_synthesizer=...)`` reads ``Settings.llm`` first, whose
+    default (OpenAI) fails without ``llama-index-llms-openai``; only then (nothing set, no
+    OpenAI) does ``llm`` take the place. Returns whether it did.
     """
     if getattr(Settings, "_llm", None) is not None or _openai_installed():
         return False

@@ -12,7 +12,7 @@ import e2llm_integrations
 PACKAGE = Path(e2llm_integrations.__file__).parent
 
 MAX_MODULE_LINES = 400
-PACKAGE_CEILINGS = {"langchain": 890, "llama_index": 910}
+PACKAGE_CEILINGS = {"langchain": 850, "llama_index": 806}
 """Lines per integration package now; the target is about 700 (move framework-independent
 code into core or ``e2llm_integrations/_fields.py`` and lower these, never raise them)."""
 
