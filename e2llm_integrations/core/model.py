@@ -22,7 +22,7 @@ from .decoder import DecoderInputs, DecoderMixin
 from .encoder import ChunkEncoder, add_lora
 from .generation import GenerationChunk, GenerationConfig, GenerationResult, Usage, stream_tokens
 from .models import resolve
-from .precision import Autocast, inference_mode_of, set_inference_autocast
+from .precision import Autocast, bf16_enabled, inference_mode_of, set_inference_autocast
 from .prefix_cache import PrefixCache, prefix_key
 from .prompt import PromptParts, build_prompt
 
@@ -138,19 +138,31 @@ class E2LLMModel(DecoderMixin, nn.Module):
         return next(self.adapter.parameters()).device
 
     def set_autocast(self, mode: Autocast) -> None:
-        """Run the encoder's and the decoder's inference passes in ``mode``.
+        """Choose the inference precision of the encoder and the decoder.
 
-        ``auto`` is bf16 autocast where the hardware runs it fast (CPUs with AVX512-BF16
-        or AMX, CUDA with bf16), fp32 elsewhere; ``bf16`` forces it; ``off`` is fp32.
-        Weights stay as loaded, so training and ``off`` are unchanged.
+        ``off`` is fp32 everywhere; ``bf16`` runs both in bf16 autocast; ``auto`` runs
+        the encoder in bf16 where the hardware does it fast (AVX512-BF16/AMX CPUs, bf16
+        GPUs), and the decoder in bf16 on GPUs only: on a CPU, autocast re-casts the
+        frozen decoder weights at every forward, which costs more than it saves at
+        E2LLM's few hundred positions and at every decode step (``benchmarks/bench_8k.py``;
+        see README, "Speed"). Weights stay as loaded, so training is unchanged.
         """
         set_inference_autocast(self.encoder.model, mode)
-        set_inference_autocast(self.decoder, mode)
+        cpu_auto = mode == "auto" and self.device.type == "cpu"
+        set_inference_autocast(self.decoder, "off" if cpu_auto else mode)
+        self._autocast = mode
 
     @property
     def autocast(self) -> Autocast:
-        """The inference mode set by :meth:`set_autocast` (``off`` until one is)."""
-        return inference_mode_of(self.decoder)
+        """The mode given to :meth:`set_autocast` (``off`` until it is called)."""
+        return getattr(self, "_autocast", "off")  # type: ignore[no-any-return]
+
+    def precision(self) -> dict[str, str]:
+        """What the encoder and the decoder actually run in: ``bf16`` or ``fp32`` each."""
+        return {
+            name: "bf16" if bf16_enabled(self.device, inference_mode_of(module)) else "fp32"
+            for name, module in (("encoder", self.encoder.model), ("decoder", self.decoder))
+        }
 
     def feature_fingerprint(self) -> dict[str, Any]:
         """Settings that determine chunk features; encoded corpora carry it."""

@@ -33,7 +33,7 @@ from .fitting import Prepared, chunks_of
 from .fitting import prepare as prepare_call
 from .generation import GenerationChunk, GenerationConfig, Usage
 from .model import E2LLMModel, GenerationResult
-from .precision import Autocast, bf16_enabled, check_autocast
+from .precision import Autocast, check_autocast
 from .prefix_cache import DEFAULT_PREFIX_CACHE_BYTES, PrefixCache
 from .runtime import LockedTokenizer, TokenStream
 from .timing import DecodeProfiler
@@ -146,9 +146,9 @@ class E2LLMPipeline:
         return self.model.autocast
 
     @property
-    def bf16(self) -> bool:
-        """Whether inference runs in bf16 autocast on this device."""
-        return bf16_enabled(self.device, self.model.autocast)
+    def precision(self) -> dict[str, str]:
+        """``{"encoder": ..., "decoder": ...}``: ``bf16`` or ``fp32``, as they run here."""
+        return self.model.precision()
 
     @property
     def max_positions(self) -> int:

@@ -154,7 +154,7 @@ def measure(
 ) -> Measurement:
     """Time and memory of ``system`` on ``text`` in this process (``repeats`` times)."""
     row = Measurement(system, length, context_tokens=_tokens(pipe, text))
-    row.weights_mb, row.autocast = _mb(pipe, system), "bf16" if pipe.bf16 else "fp32"
+    row.weights_mb, row.autocast = _mb(pipe, system), _precision(pipe)
     times: list[tuple[float, float, float, float, float]] = []
     try:
         build = _prepare(pipe, system, text, cfg.top_k)
@@ -175,6 +175,12 @@ def measure(
     row.ttft_s, row.wall_s = ttft, wall
     row.decode_tok_s = (cfg.new_tokens - 1) / decode if decode > 0 else None
     return row
+
+
+def _precision(pipe: E2LLMPipeline) -> str:
+    """``fp32``, ``bf16`` or e.g. ``bf16/fp32`` (encoder/decoder) for a result row."""
+    enc, dec = pipe.precision["encoder"], pipe.precision["decoder"]
+    return enc if enc == dec else f"{enc}/{dec}"
 
 
 def _kept(row: Measurement, built: torch.Tensor | CachedInputs) -> torch.Tensor | CachedInputs:

@@ -62,7 +62,11 @@ def _meta(args: argparse.Namespace, kind: str, source: ModelSource, pipe: Any, c
         trained=bool(pipe.trained),
         config=dataclasses.asdict(cfg),
         command=command_line(args),
-        machine={**machine_info(args.device), "autocast": args.autocast, "bf16": pipe.bf16},
+        machine={
+            **machine_info(args.device),
+            "autocast": args.autocast,
+            "precision": pipe.precision,
+        },
     )
 
 

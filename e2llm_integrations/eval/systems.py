@@ -168,7 +168,7 @@ class BaselineCache:
             pipe.config.decoder.name_or_path,
             pipe.fingerprint,
             pipe.max_positions,
-            *(["bf16"] if pipe.bf16 else []),  # fp32 answers keep their old keys
+            *(["bf16"] if pipe.precision["decoder"] == "bf16" else []),  # the decoder's precision; fp32 keeps old keys
             cfg.instruction,
             cfg.max_new_tokens,
             question,

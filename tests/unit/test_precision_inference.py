@@ -10,7 +10,7 @@ import torch
 
 from e2llm_integrations.core.options import GenerationConfig
 from e2llm_integrations.core.pipeline import E2LLMPipeline
-from e2llm_integrations.core.precision import check_autocast
+from e2llm_integrations.core.precision import check_autocast, cpu_has_fast_bf16
 from tests.conftest import tiny_config
 
 
@@ -32,9 +32,17 @@ def _record_autocast(module: torch.nn.Module, seen: list[bool]) -> Any:
     return module.register_forward_pre_hook(hook)
 
 
-@pytest.mark.parametrize(("mode", "expected"), [("bf16", True), ("off", False)])
+@pytest.mark.parametrize(
+    ("mode", "encoder_bf16", "decoder_bf16"),
+    [
+        ("bf16", True, True),
+        ("off", False, False),
+        # auto on a CPU: the encoder where the CPU has bf16 instructions, never the decoder
+        ("auto", cpu_has_fast_bf16(), False),
+    ],
+)
 def test_mode_reaches_encoder_and_decoder_forwards(
-    pipe: E2LLMPipeline, mode: str, expected: bool
+    pipe: E2LLMPipeline, mode: str, encoder_bf16: bool, decoder_bf16: bool
 ) -> None:
     pipe.model.set_autocast(mode)  # type: ignore[arg-type]
     enc_seen: list[bool] = []
@@ -44,6 +52,7 @@ def test_mode_reaches_encoder_and_decoder_forwards(
         _record_autocast(pipe.model.decoder, dec_seen),
     ]
     try:
+        precision = pipe.precision
         corpus = pipe.encode(["Lisbon is the capital of Portugal. " * 6])
         stream = pipe.stream(corpus, "What is the capital?", GenerationConfig(max_new_tokens=4))
         between_yields = [torch.is_autocast_enabled("cpu") for _ in stream]
@@ -51,8 +60,10 @@ def test_mode_reaches_encoder_and_decoder_forwards(
         for h in hooks:
             h.remove()
         pipe.model.set_autocast("off")
-    assert enc_seen and set(enc_seen) == {expected}
-    assert dec_seen and set(dec_seen) == {expected}
+    names = {True: "bf16", False: "fp32"}
+    assert precision == {"encoder": names[encoder_bf16], "decoder": names[decoder_bf16]}
+    assert enc_seen and set(enc_seen) == {encoder_bf16}
+    assert dec_seen and set(dec_seen) == {decoder_bf16}
     assert not any(between_yields)  # the caller's code never runs under autocast
 
 
