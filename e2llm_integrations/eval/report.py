@@ -146,13 +146,16 @@ def bench_table(result: dict[str, Any]) -> str:
     header = ["length", "system", "positions", "TTFT s", "decode tok/s", "peak extra MiB",
               "weights MiB", "TTFT speed-up vs full", "memory vs full"]  # fmt: skip
     rows = []
-    for r in sorted(result["rows"], key=lambda r: (r["length"], r["system"])):
+    for r in sorted(
+        result["rows"], key=lambda r: (r["length"], str(r.get("autocast")), r["system"])
+    ):
+        system = f"{r['system']} [{r['autocast']}]" if r.get("autocast") else r["system"]
         if r.get("skipped"):
-            rows.append([length_label(r["length"]), r["system"], "-", "skipped: over window",
+            rows.append([length_label(r["length"]), system, "-", "skipped: over window",
                          "-", "-", "-", "-", "-"])  # fmt: skip
             continue
         rows.append([
-            length_label(r["length"]), r["system"], str(r["input_positions"]),
+            length_label(r["length"]), system, str(r["input_positions"]),
             _fmt(r["ttft_s"], 3), _fmt(r["decode_tok_s"], 1), _fmt(r["peak_mb"], 0),
             _fmt(r["weights_mb"], 0), _fmt(r.get("ttft_speedup")), _fmt(r.get("memory_ratio")),
         ])  # fmt: skip
