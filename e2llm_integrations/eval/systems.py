@@ -168,7 +168,8 @@ class BaselineCache:
             pipe.config.decoder.name_or_path,
             pipe.fingerprint,
             pipe.max_positions,
-            *(["bf16"] if pipe.precision["decoder"] == "bf16" else []),  # the decoder's precision; fp32 keeps old keys
+            # the decoder's precision: bf16 answers get their own keys, fp32 keeps the old ones
+            *(["bf16"] if pipe.precision["decoder"] == "bf16" else []),
             cfg.instruction,
             cfg.max_new_tokens,
             question,
