@@ -293,11 +293,18 @@ class E2LLMModel(DecoderMixin, nn.Module):
             return
         embeds, past = inputs.embeds, None
         if prefix_cache is not None and prefix_cache.max_bytes > 0:
-            split = len(inputs.prompt.prefix_ids) + inputs.soft.shape[0]  # suffix: the question
-            key = prefix_key(inputs.prompt.prefix_ids, inputs.soft)
-            past, _ = prefix_cache.get(self.decoder, embeds[:, :split], key)
-            embeds = embeds[:, split:]
+            past, embeds = self.cached_prefix(inputs, prefix_cache)
         yield from stream_tokens(self.decoder, self.tokenizer, embeds, cfg, inputs.usage, past)
+
+    def cached_prefix(
+        self, inputs: DecoderInputs, prefix_cache: PrefixCache
+    ) -> tuple[Any, torch.Tensor]:
+        """The KV cache over ``[prefix] <soft tokens>`` of ``inputs`` (prefilled into
+        ``prefix_cache`` on a miss), and the suffix embeddings still to prefill."""
+        split = len(inputs.prompt.prefix_ids) + inputs.soft.shape[0]  # suffix: the question
+        key = prefix_key(inputs.prompt.prefix_ids, inputs.soft)
+        past, _ = prefix_cache.get(self.decoder, inputs.embeds[:, :split], key)
+        return past, inputs.embeds[:, split:]
 
     def decoder_inputs(
         self,

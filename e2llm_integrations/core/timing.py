@@ -12,7 +12,7 @@ import torch
 from .generation import cache_argument, cache_of, last_logits_only, sampled_ids
 from .options import GenerationConfig
 from .precision import inference_autocast
-from .prefix_cache import cache_nbytes, prefix_key
+from .prefix_cache import cache_nbytes
 
 if TYPE_CHECKING:
     from .corpus import EncodedCorpus
@@ -145,16 +145,12 @@ class DecodeProfiler:
         cache (prefilled there on first use, as ``ask`` does), and only the suffix (the
         question) is left to prefill. The cache's bytes are reported with it.
         """
-        model = self._model
+        model, gen = self._model, GenerationConfig(max_new_tokens=max_new_tokens)
         with self._lock, torch.inference_mode():
-            parts = model.prompt(question, **prompt)
-            soft = model.soft_tokens(corpus.features, corpus.mask)
-            model.check_window(parts, soft.shape[0], max_new_tokens)
-            embeds = model.embed_sequence(parts, soft).unsqueeze(0)
-            split = len(parts.prefix_ids) + soft.shape[0]
-            key = prefix_key(parts.prefix_ids, soft)
-            past, length = self._cache.get(model.decoder, embeds[:, :split], key)
-        return CachedInputs(past, embeds[:, split:], length, cache_nbytes(past))
+            inputs = model.decoder_inputs(corpus.features, corpus.mask, question, gen, **prompt)
+            past, suffix = model.cached_prefix(inputs, self._cache)
+        cached = inputs.embeds.shape[1] - suffix.shape[1]
+        return CachedInputs(past, suffix, cached, cache_nbytes(past))
 
     def text_inputs(self, ids: Sequence[int]) -> torch.Tensor:
         """Decoder token ids (e.g. ``pipeline.chat_ids``) as (1, P, d_dec) input embeddings."""
