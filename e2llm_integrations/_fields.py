@@ -4,7 +4,8 @@ The LangChain and LlamaIndex classes declare each E2LLM option with :func:`core_
 (the core default and help text) and check it with :func:`core_validator` (the core
 rule and its message), so defaults and validation live in
 :mod:`e2llm_integrations.core.options` only. The option groups both frameworks share
-(where the model comes from, the prefilter) are mixins here. Both use pydantic 2.
+(where the model comes from, decoding, expansion, the prefilter, the embedding model)
+are mixins here. Both use pydantic 2 (LlamaIndex's ``bridge.pydantic`` is pydantic).
 
 Example:
     >>> class Wrapper(BaseModel):  # doctest: +SKIP
@@ -14,15 +15,26 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from typing_extensions import Self
 
 from .core.backend import BackendName, BackendOptions, backend_pipeline
+from .core.corpus import EncodedCorpus
 from .core.options import (
     Autocast,
+    ExpansionOptions,
     GenerationConfig,
     ModelOptions,
     PrefilterOptions,
@@ -32,6 +44,11 @@ from .core.options import (
 )
 from .core.pipeline import E2LLMPipeline
 from .core.registry import get_pipeline
+from .retrieval.embeddings import DEFAULT_EMBED_MODEL, SentenceEmbedder
+from .retrieval.faiss_index import ChunkPrefilter
+
+GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "stop", "seed")
+"""The ``GenerationConfig`` options, each a decoding field of the wrappers."""
 
 
 def core_field(options: type, name: str, **kwargs: Any) -> Any:
@@ -84,6 +101,76 @@ def generation_config(
     return GenerationConfig(**values)
 
 
+def check_call_options(
+    owner: Any, options: Mapping[str, Any], accepted: Collection[str], model_name: str
+) -> None:
+    """Refuse per-call keyword arguments ``owner`` does not take, and a switch of model.
+
+    Raises:
+        TypeError: An option not in ``accepted``.
+        ValueError: ``model=`` names another model than ``model_name``.
+    """
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"{type(owner).__name__} got unsupported call option(s) {unknown}; it accepts "
+            f"{sorted(set(accepted) - {'stream'})} (no tools or structured output)."
+        )
+    model = options.get("model")
+    if model and model != model_name:
+        raise ValueError(
+            f"{type(owner).__name__} cannot switch models per call (got model={model!r}); "
+            "build another instance with checkpoint=... instead."
+        )
+
+
+class _Decoding(BaseModel):
+    """Decoding fields that make a ``GenerationConfig`` (the two spellings below)."""
+
+    generation_fields: ClassVar[Mapping[str, str]] = {key: key for key in GENERATION_KEYS}
+    """``{wrapper field: GenerationConfig option}``."""
+
+    def decoding(self, overrides: Mapping[str, Any]) -> GenerationConfig:
+        """The fields' ``GenerationConfig``, ``overrides`` (by field name) winning."""
+        return generation_config(self, self.generation_fields, overrides)
+
+
+class DecodingFields(_Decoding):
+    """``GenerationConfig`` as fields under the core names (LlamaIndex); ``stop=[]``: none."""
+
+    max_new_tokens: int = core_field(GenerationConfig, "max_new_tokens")
+    temperature: float = core_field(GenerationConfig, "temperature")
+    top_p: float = core_field(GenerationConfig, "top_p")
+    seed: int | None = core_field(GenerationConfig, "seed")
+    stop: list[str] = core_field(GenerationConfig, "stop", default_factory=list)
+    _check_generation = core_validator(GenerationConfig, *GENERATION_KEYS)
+
+
+class ChatDecodingFields(_Decoding):
+    """``GenerationConfig`` as fields under LangChain's names: ``max_tokens`` is
+    ``max_new_tokens``, and ``stop=None`` means no stop strings."""
+
+    generation_fields: ClassVar[Mapping[str, str]] = {
+        "max_tokens": "max_new_tokens",
+        **{key: key for key in GENERATION_KEYS if key != "max_new_tokens"},
+    }
+    """``{wrapper field: GenerationConfig option}``."""
+
+    temperature: float = core_field(GenerationConfig, "temperature")
+    max_tokens: int = core_field(GenerationConfig, "max_new_tokens")
+    top_p: float = core_field(GenerationConfig, "top_p")
+    stop: list[str] | None = core_field(GenerationConfig, "stop", default=None)
+    seed: int | None = core_field(GenerationConfig, "seed")
+    _check_generation = core_validator(GenerationConfig, **generation_fields)
+
+
+class ExpansionFields(BaseModel):
+    """``ExpansionOptions.expand_top_k`` as a field: chunks also shown as raw text."""
+
+    expand_top_k: int | None = core_field(ExpansionOptions, "expand_top_k")
+    _check_expansion = core_validator(ExpansionOptions, "expand_top_k")
+
+
 class ModelSourceFields(BaseModel):
     """Where the model comes from and where its decoder runs: ``ModelOptions`` and
     ``BackendOptions`` as fields. :meth:`load_pipeline` gets the pipeline they name."""
@@ -108,6 +195,10 @@ class ModelSourceFields(BaseModel):
         """
         return cls(checkpoint=None if checkpoint is None else str(checkpoint), **kwargs)
 
+    def model_label(self, prefix: str) -> str:
+        """``prefix:`` plus the checkpoint folder's name (``default``: the shipped one)."""
+        return f"{prefix}:{Path(self.checkpoint).name if self.checkpoint else 'default'}"
+
     @property
     def backend_options(self) -> BackendOptions:
         """Where the decoder runs (``backend``, ``base_url``; see ``docs/SERVING.md``)."""
@@ -129,6 +220,31 @@ class ModelSourceFields(BaseModel):
         return get_pipeline(self.checkpoint, self.device, self.trust_remote_code, self.autocast)
 
 
+class PipelineFields(ModelSourceFields):
+    """The model options as fields; ``pipeline=`` (a loaded one) wins over them. The
+    pipeline is then the ``pipeline`` property (LlamaIndex's wrappers)."""
+
+    _pipeline: E2LLMPipeline | None = PrivateAttr(default=None)
+
+    def __init__(self, pipeline: E2LLMPipeline | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._pipeline = pipeline
+
+    @classmethod
+    def from_pipeline(cls, pipeline: E2LLMPipeline, **kwargs: Any) -> Self:
+        """Wrap an already-loaded pipeline (``kwargs`` set the other fields)."""
+        wrapper = cls(**kwargs)
+        wrapper._pipeline = pipeline
+        return wrapper
+
+    @property
+    def pipeline(self) -> E2LLMPipeline:
+        """The pipeline, loaded (and shared through the core registry) on first use."""
+        if self._pipeline is None:
+            self._pipeline = self.load_pipeline()
+        return self._pipeline
+
+
 class PrefilterFields(BaseModel):
     """``PrefilterOptions`` as fields: keep the chunks most similar to the question."""
 
@@ -139,3 +255,43 @@ class PrefilterFields(BaseModel):
     @property
     def prefilter_options(self) -> PrefilterOptions:
         return PrefilterOptions(self.top_k, self.score_threshold)
+
+    @property
+    def chunk_prefilter(self) -> ChunkPrefilter | None:
+        """The FAISS chunk prefilter, or ``None`` when every chunk is kept."""
+        return ChunkPrefilter.from_options(self.prefilter_options)
+
+    def prefilter_corpus(
+        self, pipeline: E2LLMPipeline, corpus: EncodedCorpus, question: str
+    ) -> EncodedCorpus:
+        """``corpus`` reduced by the ``top_k`` / ``score_threshold`` prefilter, if one is set."""
+        prefilter = self.chunk_prefilter
+        if not len(corpus) or prefilter is None:
+            return corpus
+        return prefilter.filter(pipeline, corpus, question)[0]
+
+
+class EmbedderFields(BaseModel):
+    """A sentence-transformers model (``retrieval.embeddings.SentenceEmbedder``) as fields:
+    the bundled MiniLM by default, loaded on first use and shared."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_name: str = Field(
+        default=DEFAULT_EMBED_MODEL,
+        description="Bundled short name, local sentence-transformers folder or hub id.",
+    )
+    device: str | None = Field(
+        default=None, description="Torch device; None lets sentence-transformers choose."
+    )
+    normalize: bool = Field(
+        default=True, description="L2-normalise embeddings (cosine = dot product)."
+    )
+    _model: SentenceEmbedder | None = PrivateAttr(default=None)
+
+    @property
+    def embedder(self) -> SentenceEmbedder:
+        """The embedder (its model loads on first use)."""
+        if self._model is None:
+            self._model = SentenceEmbedder(self.model_name, self.device)
+        return self._model

@@ -1,7 +1,8 @@
 """A chat call as the pipeline answers it: system prompt, history, documents, question.
 
 Both integrations read their framework's messages into ``(role, text)`` turns plus the
-documents that came with them, and :func:`chat_request` applies the one rule:
+documents that came with them (role names through :data:`ROLE_NAMES`, content blocks
+through :func:`read_blocks`), and :func:`chat_request` applies the one rule:
 
 * system turns are joined into one system prompt;
 * the **question** is the text of the trailing run of user turns; earlier user and
@@ -11,7 +12,8 @@ documents that came with them, and :func:`chat_request` applies the one rule:
 
 :func:`build_corpus` then encodes the documents (reusing chunks a
 :class:`~.corpus_cache.CorpusCache` holds for them), and :meth:`ChatRequest.text_turns`
-pastes them as text for the plain-decoder baselines.
+pastes them as text for the plain-decoder baselines; :meth:`ChatRequest.stream` answers a
+request, :func:`answer_stream` any corpus.
 
 Example:
     >>> chat_request([("system", "Be brief."), ("user", "Who?")]).question
@@ -20,22 +22,36 @@ Example:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .corpus import EncodedCorpus
 from .prompt import split_prompt
 
 if TYPE_CHECKING:
     from .corpus_cache import CorpusCache
+    from .generation import GenerationConfig
     from .pipeline import E2LLMPipeline
+    from .runtime import TokenStream
 
 logger = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
 """The turn roles :func:`chat_request` reads (wrappers map their frameworks' names)."""
+ROLE_NAMES = {
+    **{role: role for role in ROLES},
+    "developer": "system",
+    "human": "user",
+    "ai": "assistant",
+    "model": "assistant",
+    "chatbot": "assistant",
+}
+"""The frameworks' role names (LangChain's ``ChatMessage.role``, LlamaIndex's ``MessageRole``)
+as :data:`ROLES`; a name not here (``tool``, ``function``) is refused by the wrappers."""
 
 
 @dataclass
@@ -60,6 +76,96 @@ class DocumentSource:
     def titled(self) -> str:
         """The text the encoder reads: the title, a blank line, then the text."""
         return f"{self.title}\n\n{self.text}" if self.title else self.text
+
+    @classmethod
+    def from_block(cls, block: Mapping[str, Any], position: int, handle_key: str) -> DocumentSource:
+        """A ``text-plain`` document block (a plain dict, as in LangChain's standard content
+        blocks): ``text`` or UTF-8 ``base64``, optional ``title`` and ``id``;
+        ``extras[handle_key]`` is a :class:`~.corpus_cache.CorpusCache` handle.
+
+        Args:
+            block: The block.
+            position: Index of the message holding it (for error messages).
+            handle_key: The ``extras`` key of a handle.
+
+        Raises:
+            ValueError: The block has no text (and no handle), or base64 that is not UTF-8.
+
+        Example:
+            >>> DocumentSource.from_block({"type": "text-plain", "text": "Hi."}, 0, "key").text
+            'Hi.'
+        """
+        extras = block.get("extras") or {}
+        handle = extras.get(handle_key) if isinstance(extras, dict) else None
+        text = _block_text(block, position) if handle is None or block.get("text") else ""
+        if not text.strip() and handle is None:
+            raise ValueError(
+                f"A text-plain document block in message {position} is empty; drop it or give "
+                "it text."
+            )
+        doc_id = block.get("id")
+        return cls(
+            text=text,
+            title=block.get("title"),
+            handle=handle,
+            doc_id=None if doc_id is None else str(doc_id),
+        )
+
+    def to_block(self, handle_key: str) -> dict[str, Any]:
+        """This source as a ``text-plain`` block (the inverse of :meth:`from_block`)."""
+        block: dict[str, Any] = {"type": "text-plain", "mime_type": "text/plain", "text": self.text}
+        if self.doc_id is not None:
+            block["id"] = self.doc_id
+        if self.title:
+            block["title"] = str(self.title)
+        if self.handle:
+            block["extras"] = {handle_key: self.handle}
+        return block
+
+
+def read_blocks(
+    blocks: Iterable[Mapping[str, Any]], position: int, handle_key: str
+) -> tuple[str, list[DocumentSource]]:
+    """The text and the documents of one message's content blocks (plain dicts).
+
+    ``text`` blocks make the text (joined by newlines, empty ones dropped), ``text-plain``
+    blocks the documents (:meth:`DocumentSource.from_block`).
+
+    Raises:
+        TypeError: Any other kind of block (images, files...).
+    """
+    texts: list[str] = []
+    sources: list[DocumentSource] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(str(block.get("text", "")))
+        elif kind == "text-plain":
+            sources.append(DocumentSource.from_block(block, position, handle_key))
+        else:
+            raise TypeError(
+                f"Message {position} has a {kind!r} content block; E2LLM reads 'text' blocks "
+                "(the question) and 'text-plain' blocks (documents). Convert other inputs to text."
+            )
+    return "\n".join(t for t in texts if t.strip()), sources
+
+
+def _block_text(block: Mapping[str, Any], position: int) -> str:
+    """The text of a ``text-plain`` block: ``text``, else its ``base64`` data decoded."""
+    if block.get("text") is not None:
+        return str(block["text"])
+    if block.get("base64"):
+        try:
+            return base64.b64decode(block["base64"]).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"The text-plain block in message {position} has base64 data that is not "
+                f"UTF-8 text ({err}); pass the document as text=..."
+            ) from err
+    raise ValueError(
+        f"The text-plain block in message {position} has no text (url/file_id are not fetched); "
+        "download the document and pass it as text=..."
+    )
 
 
 @dataclass
@@ -87,6 +193,39 @@ class ChatRequest:
         question = "\n\n".join([*docs, self.question])
         turns = [{"role": "system", "content": self.system}] if self.system else []
         return [*turns, *self.history, {"role": "user", "content": question}]
+
+    @property
+    def prompt(self) -> dict[str, Any]:
+        """The prompt keywords of the pipeline's answering methods: ``system``, ``history``."""
+        return {"system": self.system, "history": self.history}
+
+    def stream(
+        self,
+        pipeline: E2LLMPipeline,
+        generation: GenerationConfig,
+        expand_top_k: int | None = None,
+        cache: CorpusCache | None = None,
+    ) -> TokenStream:
+        """The answer: the documents encoded (:func:`build_corpus`, reusing ``cache``), then
+        :func:`answer_stream` (usage and sources known before the first token)."""
+        corpus = build_corpus(pipeline, self.sources, cache)
+        return answer_stream(
+            pipeline, corpus, self.question, generation, expand_top_k, **self.prompt
+        )
+
+
+def answer_stream(
+    pipeline: E2LLMPipeline,
+    corpus: EncodedCorpus,
+    question: str,
+    generation: GenerationConfig,
+    expand_top_k: int | None = None,
+    **prompt: Any,
+) -> TokenStream:
+    """:meth:`~.pipeline.E2LLMPipeline.prepare`, then its ``stream_prepared``: a stream whose
+    usage and sources (``stream.sources``) are known before the first token."""
+    corpus, shown, kwargs = pipeline.prepare(corpus, question, generation, expand_top_k, **prompt)
+    return pipeline.stream_prepared(corpus, shown, question, generation, kwargs)
 
 
 def chat_request(
@@ -154,15 +293,19 @@ def _merged(turns: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
 
 
 def source_corpora(
-    pipeline: E2LLMPipeline, sources: Sequence[DocumentSource], cache: CorpusCache
+    pipeline: E2LLMPipeline, sources: Sequence[DocumentSource], cache: CorpusCache | None = None
 ) -> list[EncodedCorpus]:
     """Each source's chunks: those ``cache`` holds under its handle when still there and
     made by this encoder, else its (titled) text encoded, all such texts in one pass.
+    Without a ``cache`` no handle can be found.
 
     Raises:
         ValueError: A handle is gone and its source has no text to encode again.
     """
-    parts = [cache.get(s.handle, pipeline.fingerprint) if s.handle else None for s in sources]
+    parts = [
+        cache.get(s.handle, pipeline.fingerprint) if s.handle and cache is not None else None
+        for s in sources
+    ]
     missing = [i for i, part in enumerate(parts) if part is None]
     for source in (sources[i] for i in missing if sources[i].handle is not None):
         if not source.text.strip():
@@ -183,7 +326,7 @@ def source_corpora(
 
 
 def build_corpus(
-    pipeline: E2LLMPipeline, sources: Sequence[DocumentSource], cache: CorpusCache
+    pipeline: E2LLMPipeline, sources: Sequence[DocumentSource], cache: CorpusCache | None = None
 ) -> EncodedCorpus:
     """One corpus for ``sources`` in order (:func:`source_corpora`), empty ones left out.
 

@@ -161,6 +161,18 @@ class CorpusCache:
         return parts if ids is None else [p.cited_as(n) for p, n in zip(parts, ids, strict=True)]
 
 
+class CorpusStore(CorpusCache):
+    """A :class:`CorpusCache` bounded in bytes only (the LangChain compressor's store).
+
+    Example:
+        >>> store = CorpusStore(max_bytes=2**20)
+        >>> key = store.put(corpus)  # doctest: +SKIP
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        super().__init__(max_bytes=max_bytes)
+
+
 DEFAULT_CACHE_NODES = 4096
 """Encoded nodes each pipeline's cache keeps (least recently used dropped first)."""
 

@@ -122,12 +122,53 @@ class DecoderMixin:
             ids = [self.tokenizer.bos_token_id, *ids]
         return ids
 
+    # ------------------------------------------------------------------ LoRA merge
+    @property
+    def lora_merged(self) -> bool:
+        """Whether the decoder LoRA is folded into the base weights (:meth:`merge_lora`)."""
+        return bool(getattr(self, "_lora_merged", False))
+
+    def merge_lora(self, merged: bool = True) -> bool:
+        """Fold the decoder LoRA into the base weights for inference, or take it back out.
+
+        Merged, each adapted projection is one matmul instead of a base matmul plus two
+        low-rank ones and an add (210 layers in SmolLM2), which is what a short prefill
+        over a cached prefix and every decode step pay for. The LoRA matrices stay, so
+        :meth:`save_pretrained` writes the same files and :meth:`base_only` still runs
+        the base LLM (it takes the LoRA out for its duration). Only fp32 weights are
+        merged: a bf16/fp16 weight would round small LoRA updates away, so those keep
+        the LoRA beside the weights (as do models without one). Never train merged.
+
+        Returns:
+            Whether the LoRA is merged now.
+        """
+        can = (
+            hasattr(self.decoder, "merge_adapter")
+            and self.decoder.get_input_embeddings().weight.dtype == torch.float32
+        )
+        if merged and can and not self.lora_merged:
+            self.decoder.merge_adapter()
+            self._lora_merged = True
+        elif not merged and self.lora_merged:
+            self.decoder.unmerge_adapter()
+            self._lora_merged = False
+        return self.lora_merged
+
     @contextlib.contextmanager
     def base_only(self, on: bool = True) -> Iterator[None]:
         """Within it (when ``on``), the decoder's LoRA is switched off: the base LLM runs."""
         off = getattr(self.decoder, "disable_adapter", None)
-        with off() if on and off is not None else contextlib.nullcontext():
+        if not on or off is None:
             yield
+            return
+        was_merged = self.lora_merged
+        self.merge_lora(False)
+        try:
+            with off():
+                yield
+        finally:
+            if was_merged:
+                self.merge_lora(True)
 
     def stream_text(
         self,

@@ -70,6 +70,27 @@ class Usage:
             "compression_ratio": round(self.compression_ratio, 3),
         }
 
+    def summary(self, sources: Sequence[Source] | None = None) -> dict[str, Any]:
+        """What the context cost, for a framework's response metadata (plain data).
+
+        Compression ratio, context and soft tokens and chunks; with ``sources`` (the
+        expanded chunks) also ``expanded_chunks`` and ``sources`` as ``Source.to_dict()``.
+
+        Example:
+            >>> Usage(context_tokens=30, soft_tokens=10, n_chunks=10).summary()["compression_ratio"]
+            3.0
+        """
+        summary: dict[str, Any] = {
+            "compression_ratio": round(self.compression_ratio, 3),
+            "context_tokens": self.context_tokens,
+            "soft_tokens": self.soft_tokens,
+            "n_chunks": self.n_chunks,
+        }
+        if sources is not None:
+            summary["expanded_chunks"] = self.expanded_chunks
+            summary["sources"] = [s.to_dict() for s in sources]
+        return summary
+
 
 @dataclass
 class GenerationChunk:

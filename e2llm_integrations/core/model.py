@@ -152,6 +152,15 @@ class E2LLMModel(DecoderMixin, nn.Module):
         set_inference_autocast(self.decoder, "off" if cpu_auto else mode)
         self._autocast = mode
 
+    def for_inference(self, autocast: Autocast = "auto") -> None:
+        """Set up a loaded model to answer: :meth:`set_autocast`, then :meth:`merge_lora`.
+
+        What :meth:`E2LLMPipeline.from_pretrained` does; a model that will train again
+        calls ``merge_lora(False)`` first.
+        """
+        self.set_autocast(autocast)
+        self.merge_lora()
+
     @property
     def autocast(self) -> Autocast:
         """The mode given to :meth:`set_autocast` (``off`` until it is called)."""

@@ -121,13 +121,13 @@ class E2LLMPipeline:
             path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
             if path is not None:
                 model = load_checkpoint(path, device=device, trust_remote_code=allowed)
-                model.set_autocast(autocast)
+                model.for_inference(autocast)
                 return cls(model, trained=True)
             config = E2LLMConfig()
         loading = with_remote_code(config, allowed, "This config")
         model = E2LLMModel.from_config(loading, device=device)
         model.config.decoder.trust_remote_code = config.decoder.trust_remote_code  # a request
-        model.set_autocast(autocast)
+        model.for_inference(autocast)
         return cls(model, trained=False)
 
     # ------------------------------------------------------------------ facts

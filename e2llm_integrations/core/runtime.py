@@ -253,6 +253,26 @@ class LastCall:
             yield chunk
 
 
+class ReportsLastCall:
+    """``last_usage`` and ``last_sources`` of a wrapper that records its calls in ``_last``.
+
+    The wrapper sets ``self._last`` to a :class:`LastCall` and passes its streams through
+    ``self._last.track``.
+    """
+
+    _last: LastCall
+
+    @property
+    def last_usage(self) -> Usage | None:
+        """Usage of the most recently finished call (soft tokens, compression ratio...)."""
+        return self._last.usage
+
+    @property
+    def last_sources(self) -> list[Source]:
+        """The chunks the most recently finished call showed as raw text (its citations)."""
+        return list(self._last.sources)
+
+
 def prime(iterator: Iterator[T]) -> Iterator[T]:
     """Run ``iterator`` up to its first item now, so that its errors raise at call time."""
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -16,20 +15,11 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field
 
-from .._fields import ModelSourceFields, core_field, core_validator, generation_config
+from .._fields import ChatDecodingFields, ModelSourceFields, check_call_options
 from ..core.expansion import Source
 from ..core.generation import GenerationConfig, Usage
 from ..core.pipeline import E2LLMPipeline
 from ..core.runtime import TokenStream, aiter_in_thread
-
-GENERATION_FIELDS = {
-    "max_tokens": "max_new_tokens",
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "stop": "stop",
-    "seed": "seed",
-}
-"""The chat models' decoding fields and the core ``GenerationConfig`` option each one is."""
 
 
 class PipelineSource(ModelSourceFields):
@@ -49,11 +39,12 @@ class PipelineSource(ModelSourceFields):
         return self.pipeline if self.pipeline is not None else self.load_pipeline()
 
 
-class PipelineChatModel(PipelineSource, BaseChatModel):
+class PipelineChatModel(ChatDecodingFields, PipelineSource, BaseChatModel):
     """Fields, tracing params and (a)sync generation shared by the pipeline chat models.
 
     The decoding fields are the core ``GenerationConfig`` (defaults and checks); LangChain
     names ``max_new_tokens`` ``max_tokens``, and ``stop=None`` means no stop strings.
+    ``response_metadata`` cites the expanded chunks where ``cites_sources``.
     """
 
     model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
@@ -62,31 +53,23 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
         {"temperature", "max_tokens", "top_p", "seed", "model", "stream"}
     )
     name_prefix: ClassVar[str] = "e2llm"
+    cites_sources: ClassVar[bool] = False
 
     model_name: str | None = Field(
         default=None,
         alias="model",
         description="Name reported in metadata and traces; defaults to one made from checkpoint.",
     )
-    temperature: float = core_field(GenerationConfig, "temperature")
-    max_tokens: int = core_field(GenerationConfig, "max_new_tokens")
-    top_p: float = core_field(GenerationConfig, "top_p")
-    stop: list[str] | None = core_field(GenerationConfig, "stop", default=None)
-    seed: int | None = core_field(GenerationConfig, "seed")
-    _check_generation = core_validator(GenerationConfig, **GENERATION_FIELDS)
     streaming: bool = Field(default=False, description="Generate through the streaming path.")
 
     @property
     def resolved_model_name(self) -> str:
         """The configured ``model_name``, else the prefix plus the checkpoint folder name."""
-        if self.model_name:
-            return self.model_name
-        suffix = Path(self.checkpoint).name if self.checkpoint else "default"
-        return f"{self.name_prefix}:{suffix}"
+        return self.model_name or self.model_label(self.name_prefix)
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        decoding = {field: getattr(self, field) for field in GENERATION_FIELDS}
+        decoding = {field: getattr(self, field) for field in self.generation_fields}
         return {"model_name": self.resolved_model_name, "checkpoint": self.checkpoint, **decoding}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
@@ -105,40 +88,24 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
     def generation_config(
         self, stop: list[str] | None, options: dict[str, Any]
     ) -> GenerationConfig:
-        """Decoding options: per-call values over the instance's."""
-        unknown = sorted(set(options) - self.call_options)
-        if unknown:
-            raise TypeError(
-                f"{type(self).__name__} got unsupported call option(s) {unknown}; it accepts "
-                f"{sorted(self.call_options - {'stream'})} (no tools or structured output)."
-            )
-        model = options.get("model")
-        if model and model != self.resolved_model_name:
-            raise ValueError(
-                f"{type(self).__name__} cannot switch models per call (got model={model!r}); "
-                "build another instance with checkpoint=... instead."
-            )
+        """Decoding options: per-call values over the instance's (unknown options refused)."""
+        check_call_options(self, options, self.call_options, self.resolved_model_name)
         overrides = options if stop is None else {**options, "stop": stop}  # LangChain's stop=
-        return generation_config(self, GENERATION_FIELDS, overrides)
+        return self.decoding(overrides)
 
     def _open(
         self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]
-    ) -> tuple[TokenStream, int]:
-        """Validate a call; return the core token stream and its decoder input positions."""
+    ) -> TokenStream:
+        """Validate a call; return the core token stream (its usage known up front)."""
         raise NotImplementedError
 
     def response_metadata(
         self, finish_reason: str, usage: Usage, sources: Sequence[Source] = ()
     ) -> dict[str, Any]:
         """``response_metadata`` of the final message (``sources``: the expanded chunks)."""
-        return {
-            "model_name": self.resolved_model_name,
-            "finish_reason": finish_reason,
-            "compression_ratio": round(usage.compression_ratio, 3),
-            "context_tokens": usage.context_tokens,
-            "soft_tokens": usage.soft_tokens,
-            "n_chunks": usage.n_chunks,
-        }
+        cited = sources if self.cites_sources else None
+        summary = usage.summary(cited)
+        return {"model_name": self.resolved_model_name, "finish_reason": finish_reason, **summary}
 
     def _generate(
         self,
@@ -156,7 +123,8 @@ class PipelineChatModel(PipelineSource, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        stream, pending = self._open(messages, stop, kwargs)
+        stream = self._open(messages, stop, kwargs)
+        pending = stream.usage.input_positions
         with contextlib.closing(stream):  # a stream left early stops decoding at once
             for piece in stream:
                 if piece.usage is None:

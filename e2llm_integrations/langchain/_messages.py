@@ -1,12 +1,11 @@
 """LangChain messages to an E2LLM request (``core.chat.chat_request``, shared with LlamaIndex).
 
-Documents are ``text-plain`` blocks; ``extras[CORPUS_KEY]`` points at encoded chunks.
+Documents are ``text-plain`` blocks (``core.chat.read_blocks``); ``extras[CORPUS_KEY]``
+points at encoded chunks.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,11 +18,9 @@ from langchain_core.messages import (
     SystemMessage,
 )
 
-from ..core.chat import ChatRequest, DocumentSource, chat_request
+from ..core.chat import ROLE_NAMES, ChatRequest, DocumentSource, chat_request, read_blocks
 from ..core.prompt import split_stuffed_prompt  # noqa: F401  (public here too)
 from .document_compressors import CORPUS_KEY
-
-_ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant"}
 
 
 def _role(message: BaseMessage, position: int) -> str:
@@ -33,52 +30,16 @@ def _role(message: BaseMessage, position: int) -> str:
         return "user"
     if isinstance(message, AIMessage):
         return "assistant"
-    if isinstance(message, ChatMessage) and message.role.lower() in (*_ROLES, "system"):
-        return _ROLES.get(message.role.lower(), "system")
+    if isinstance(message, ChatMessage) and message.role.lower() in ROLE_NAMES:
+        return ROLE_NAMES[message.role.lower()]
     raise TypeError(
         f"Message {position} is a {type(message).__name__} (type {message.type!r}); E2LLMChat "
         "reads system, human and AI messages only (it does not support tool calling)."
     )
 
 
-def _plain_text(block: dict[str, Any], position: int) -> str:
-    if block.get("text") is not None:
-        return str(block["text"])
-    if block.get("base64"):
-        try:
-            return base64.b64decode(block["base64"]).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as err:
-            raise ValueError(
-                f"The text-plain block in message {position} has base64 data that is not "
-                f"UTF-8 text ({err}); pass the document as text=..."
-            ) from err
-    raise ValueError(
-        f"The text-plain block in message {position} has no text (url/file_id are not fetched); "
-        "download the document and pass it as text=..."
-    )
-
-
-def _document_block(block: dict[str, Any], position: int) -> DocumentSource:
-    extras = block.get("extras") or {}
-    handle = extras.get(CORPUS_KEY) if isinstance(extras, dict) else None
-    text = _plain_text(block, position) if handle is None or block.get("text") else ""
-    if not text.strip() and handle is None:
-        raise ValueError(
-            f"A text-plain document block in message {position} is empty; drop it or give it text."
-        )
-    doc_id = block.get("id")
-    return DocumentSource(
-        text=text,
-        title=block.get("title"),
-        handle=handle,
-        doc_id=None if doc_id is None else str(doc_id),
-    )
-
-
 def read_human(message: BaseMessage, position: int) -> tuple[str, list[DocumentSource]]:
-    """The text and the document blocks of one human message."""
-    texts: list[str] = []
-    sources: list[DocumentSource] = []
+    """The text and the document blocks of one human message (``core.chat.read_blocks``)."""
     try:
         blocks = message.content_blocks
     except (KeyError, TypeError, ValueError) as err:  # LangChain could not parse a block
@@ -86,18 +47,7 @@ def read_human(message: BaseMessage, position: int) -> tuple[str, list[DocumentS
             f"Message {position} has a content block LangChain cannot read ({err!r}); use "
             "'text' blocks for the question and 'text-plain' blocks with text=... for documents."
         ) from err
-    for block in blocks:
-        kind = block.get("type")
-        if kind == "text":
-            texts.append(str(block.get("text", "")))
-        elif kind == "text-plain":
-            sources.append(_document_block(dict(block), position))
-        else:
-            raise TypeError(
-                f"Message {position} has a {kind!r} content block; E2LLMChat reads 'text' blocks "
-                "(the question) and 'text-plain' blocks (documents). Convert other inputs to text."
-            )
-    return "\n".join(t for t in texts if t.strip()), sources
+    return read_blocks(blocks, position, CORPUS_KEY)
 
 
 def parse_messages(
@@ -136,6 +86,13 @@ def document_id(doc: Document) -> str | None:
     return None if source is None or source == "" else str(source)
 
 
+def document_source(doc: Document) -> DocumentSource:
+    """A LangChain document as a source: its text, ``title``, E2LLM handle and :func:`document_id`."""
+    return DocumentSource(
+        doc.page_content, doc.metadata.get("title"), doc.metadata.get(CORPUS_KEY), document_id(doc)
+    )
+
+
 def sources_from_documents(documents: Sequence[str | Document]) -> list[DocumentSource]:
     """Sources for the ``documents=`` call argument (texts or LangChain documents)."""
     if isinstance(documents, str | Document):
@@ -143,10 +100,7 @@ def sources_from_documents(documents: Sequence[str | Document]) -> list[Document
     sources: list[DocumentSource] = []
     for i, doc in enumerate(documents):
         if isinstance(doc, Document):
-            handle = doc.metadata.get(CORPUS_KEY)
-            source = DocumentSource(
-                doc.page_content, doc.metadata.get("title"), handle, document_id(doc)
-            )
+            source = document_source(doc)
         elif isinstance(doc, str):
             source = DocumentSource(doc)
         else:
@@ -170,19 +124,4 @@ def documents_to_blocks(documents: Sequence[Document]) -> list[dict[str, Any]]:
         >>> blocks[0]["type"], blocks[0]["text"]
         ('text-plain', 'Paris is in France.')
     """
-    blocks: list[dict[str, Any]] = []
-    for doc in documents:
-        block: dict[str, Any] = {
-            "type": "text-plain",
-            "mime_type": "text/plain",
-            "text": doc.page_content,
-        }
-        doc_id = document_id(doc)
-        if doc_id is not None:
-            block["id"] = doc_id
-        if doc.metadata.get("title"):
-            block["title"] = str(doc.metadata["title"])
-        if doc.metadata.get(CORPUS_KEY):
-            block["extras"] = {CORPUS_KEY: doc.metadata[CORPUS_KEY]}
-        blocks.append(block)
-    return blocks
+    return [document_source(doc).to_block(CORPUS_KEY) for doc in documents]

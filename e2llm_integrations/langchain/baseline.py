@@ -32,10 +32,9 @@ class PlainDecoderChat(PipelineChatModel):
 
     def _open(
         self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]
-    ) -> tuple[TokenStream, int]:
+    ) -> TokenStream:
         gen = self.generation_config(stop, options)
-        stream = self.get_pipeline().stream_text(chat_turns(messages), gen)  # too long: ValueError
-        return stream, stream.usage.input_positions
+        return self.get_pipeline().stream_text(chat_turns(messages), gen)  # too long: ValueError
 
 
 def chat_turns(messages: list[BaseMessage]) -> list[dict[str, str]]:

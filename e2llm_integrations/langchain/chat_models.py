@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from langchain_core.messages import BaseMessage
 from pydantic import Field
 
-from .._fields import core_field, core_validator
-from ..core.chat import build_corpus
-from ..core.expansion import Source
-from ..core.generation import Usage
-from ..core.options import ExpansionOptions
+from .._fields import ExpansionFields
 from ..core.prompt import LONG_PROMPT_CHARS
 from ..core.runtime import TokenStream
 from ._base import PipelineChatModel
@@ -20,7 +15,7 @@ from ._messages import parse_messages, sources_from_documents
 from .document_compressors import CORPUS_STORE
 
 
-class E2LLMChat(PipelineChatModel):
+class E2LLMChat(ExpansionFields, PipelineChatModel):
     """E2LLM as a LangChain chat model: every document chunk becomes one soft token.
 
     Documents come as ``text-plain`` blocks in human messages, as ``documents=`` (``str``
@@ -43,6 +38,7 @@ class E2LLMChat(PipelineChatModel):
         "documents",
         "expand_top_k",
     }
+    cites_sources: ClassVar[bool] = True
 
     auto_context_chars: int | None = Field(
         default=LONG_PROMPT_CHARS,
@@ -50,8 +46,6 @@ class E2LLMChat(PipelineChatModel):
         description="A last human turn longer than this is split into context + question "
         "(core.prompt.split_prompt); None disables the split.",
     )
-    expand_top_k: int | None = core_field(ExpansionOptions, "expand_top_k")
-    _check_expansion = core_validator(ExpansionOptions, "expand_top_k")
 
     @property
     def _llm_type(self) -> str:
@@ -61,30 +55,12 @@ class E2LLMChat(PipelineChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {**super()._identifying_params, "expand_top_k": self.expand_top_k}
 
-    def response_metadata(
-        self, finish_reason: str, usage: Usage, sources: Sequence[Source] = ()
-    ) -> dict[str, Any]:
-        """The base metadata plus ``expanded_chunks`` and ``sources`` (list of dicts)."""
-        return {
-            **super().response_metadata(finish_reason, usage, sources),
-            "expanded_chunks": usage.expanded_chunks,
-            "sources": [s.to_dict() for s in sources],
-        }
-
     def _open(
         self, messages: list[BaseMessage], stop: list[str] | None, options: dict[str, Any]
-    ) -> tuple[TokenStream, int]:
+    ) -> TokenStream:
         gen = self.generation_config(stop, options)
         top_k = options.get("expand_top_k", self.expand_top_k)
         request = parse_messages(messages, self.auto_context_chars)
-        sources = request.sources
         if options.get("documents") is not None:
-            sources = sources + sources_from_documents(options["documents"])
-        pipeline = self.get_pipeline()
-        corpus = build_corpus(pipeline, sources, CORPUS_STORE)
-        # Prepared before the first token, so the input positions are known up front.
-        corpus, shown, kwargs = pipeline.prepare(
-            corpus, request.question, gen, top_k, system=request.system, history=request.history
-        )
-        stream = pipeline.stream_prepared(corpus, shown, request.question, gen, kwargs)
-        return stream, stream.usage.input_positions
+            request.sources += sources_from_documents(options["documents"])
+        return request.stream(self.get_pipeline(), gen, top_k, CORPUS_STORE)

@@ -16,7 +16,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from .._fields import PrefilterFields
 from ..core.chat import DocumentSource, source_corpora
 from ..core.corpus import EncodedCorpus
-from ..core.corpus_cache import DEFAULT_CACHE_BYTES, CorpusCache
+from ..core.corpus_cache import DEFAULT_CACHE_BYTES, CorpusStore
 from ..core.pipeline import E2LLMPipeline
 from ..retrieval.faiss_index import ChunkPrefilter, ScoredChunk
 from ._base import PipelineSource
@@ -34,20 +34,9 @@ CHUNK_SCORES_KEY = "e2llm_chunk_scores"
 CHUNK_SPANS_KEY = "e2llm_chunk_spans"
 
 
-class CorpusStore(CorpusCache):
-    """The core ``CorpusCache``, bounded in bytes only.
-
-    Example:
-        >>> store = CorpusStore(max_bytes=2**20)
-        >>> key = store.put(corpus)  # doctest: +SKIP
-    """
-
-    def __init__(self, max_bytes: int = DEFAULT_STORE_BYTES) -> None:
-        super().__init__(max_bytes=max_bytes)
-
-
 CORPUS_STORE = CorpusStore()
-"""The process-wide store the compressor writes to and the chat model reads from."""
+"""The process-wide store (``core.corpus_cache.CorpusStore``) the compressor writes to and
+the chat model reads from."""
 
 
 class E2LLMDocumentCompressor(PipelineSource, PrefilterFields, BaseDocumentCompressor):
@@ -69,8 +58,8 @@ class E2LLMDocumentCompressor(PipelineSource, PrefilterFields, BaseDocumentCompr
 
     @property
     def prefilter(self) -> ChunkPrefilter | None:
-        """The FAISS chunk prefilter, or ``None`` when every chunk is kept."""
-        return ChunkPrefilter.from_options(self.prefilter_options)
+        """The FAISS chunk prefilter (``chunk_prefilter``), or ``None`` when every chunk is kept."""
+        return self.chunk_prefilter
 
     def compress_documents(
         self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None

@@ -6,12 +6,12 @@ import asyncio
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field
 
-from ..retrieval.embeddings import DEFAULT_EMBED_MODEL, SentenceEmbedder
+from .._fields import EmbedderFields
 
 
-class SentenceTransformerEmbedding(BaseEmbedding):
+class SentenceTransformerEmbedding(EmbedderFields, BaseEmbedding):
     """Embed text with a sentence-transformers model (``retrieval.embeddings``), loaded lazily.
 
     Example:
@@ -20,30 +20,12 @@ class SentenceTransformerEmbedding(BaseEmbedding):
         >>> index = VectorStoreIndex.from_documents(docs)  # doctest: +SKIP
     """
 
-    model_name: str = Field(
-        default=DEFAULT_EMBED_MODEL,
-        description="Bundled short name, local sentence-transformers folder or hub id.",
-    )
-    device: str | None = Field(
-        default=None, description="Torch device; None lets sentence-transformers choose."
-    )
-    normalize: bool = Field(
-        default=True, description="L2-normalise embeddings (cosine = dot product)."
-    )
     query_prefix: str = Field(default="", description="Text put before every query.")
     text_prefix: str = Field(default="", description="Text put before every document text.")
-
-    _model: SentenceEmbedder | None = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
         return "SentenceTransformerEmbedding"
-
-    @property
-    def embedder(self) -> SentenceEmbedder:
-        if self._model is None:
-            self._model = SentenceEmbedder(self.model_name, self.device)
-        return self._model
 
     @property
     def model(self) -> Any:

@@ -4,7 +4,6 @@ and :class:`PlainDecoderLLM` (its decoder on the raw prompt, the ordinary-RAG ba
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
@@ -22,50 +21,28 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
-from typing_extensions import Self
 
-from .._fields import PrefilterFields, core_field, core_validator, generation_config
-from ..core.chat import chat_request
+from .._fields import DecodingFields, ExpansionFields, PipelineFields, PrefilterFields
+from ..core.chat import ROLE_NAMES, build_corpus, chat_request
 from ..core.corpus import EncodedCorpus
-from ..core.expansion import Source
 from ..core.fitting import CHUNK_FILL, QUESTION_RESERVE, check_question, context_window  # noqa: F401
-from ..core.generation import GenerationChunk, GenerationConfig, Usage
-from ..core.options import ExpansionOptions
-from ..core.pipeline import E2LLMPipeline
-from ..core.runtime import LastCall, aiter_in_thread, aprime, prime
-from ..retrieval.faiss_index import ChunkPrefilter
-from ._common import PipelineFields
-
-logger = logging.getLogger(__name__)
-
-_GENERATION_KEYS = ("max_new_tokens", "temperature", "top_p", "stop", "seed")
+from ..core.generation import GenerationChunk, GenerationConfig
+from ..core.runtime import LastCall, ReportsLastCall, aiter_in_thread, aprime, prime
 
 
-class _PipelineLLM(PipelineFields, CustomLLM):
-    """Pipeline, decoding fields (the core ``GenerationConfig``'s) and (a)sync API of both LLMs."""
+class _PipelineLLM(ReportsLastCall, DecodingFields, PipelineFields, CustomLLM):
+    """Pipeline, decoding fields (the core ``GenerationConfig``'s), (a)sync API and the last
+    call's usage and sources (``last_usage``, ``last_sources``) of both LLMs."""
 
-    max_new_tokens: int = core_field(GenerationConfig, "max_new_tokens")
-    temperature: float = core_field(GenerationConfig, "temperature")
-    top_p: float = core_field(GenerationConfig, "top_p")
-    seed: int | None = core_field(GenerationConfig, "seed")
-    stop: list[str] = core_field(GenerationConfig, "stop", default_factory=list)
-    _check_generation = core_validator(GenerationConfig, *_GENERATION_KEYS)
     is_chat_model: bool = Field(
         default=True, description="Report as a chat model (LlamaIndex then sends chat messages)."
     )
 
     _last: LastCall = PrivateAttr(default_factory=LastCall)
 
-    @classmethod
-    def from_pipeline(cls, pipeline: E2LLMPipeline, **kwargs: Any) -> Self:
-        """Wrap an already-loaded pipeline (``kwargs`` set the other fields)."""
-        llm = cls(**kwargs)
-        llm._pipeline = pipeline
-        return llm
-
     def _generation(self, kwargs: dict[str, Any]) -> GenerationConfig:
         """Decoding options from the fields, overridden by matching call keyword arguments."""
-        return generation_config(self, {key: key for key in _GENERATION_KEYS}, kwargs)
+        return self.decoding(kwargs)
 
     def _stream_messages(
         self, messages: Sequence[ChatMessage], cfg: GenerationConfig, kwargs: dict[str, Any]
@@ -78,16 +55,6 @@ class _PipelineLLM(PipelineFields, CustomLLM):
         """Begin generation now (input errors raise here, not at the first ``next``)."""
         cfg = self._generation(kwargs)
         return prime(self._last.track(self._stream_messages(messages, cfg, kwargs)))
-
-    @property
-    def last_usage(self) -> Usage | None:
-        """Usage of the most recently finished call (query engines do not return it)."""
-        return self._last.usage
-
-    @property
-    def last_sources(self) -> list[Source]:
-        """The chunks the most recently finished call showed as raw text (its citations)."""
-        return list(self._last.sources)
 
     # ------------------------------------------------------------------ sync API
     @llm_completion_callback()
@@ -136,7 +103,7 @@ class _PipelineLLM(PipelineFields, CustomLLM):
         return await aprime(stream)  # type: ignore[return-value]
 
 
-class E2LLM(PrefilterFields, _PipelineLLM):
+class E2LLM(ExpansionFields, PrefilterFields, _PipelineLLM):
     """An E2LLM model as a LlamaIndex LLM: long context in, compressed to one token per chunk.
 
     Messages are read as by LangChain's ``E2LLMChat`` (``core.chat.chat_request``); the
@@ -151,9 +118,6 @@ class E2LLM(PrefilterFields, _PipelineLLM):
         >>> llm.complete("<long report>\\n\\nWho wrote the report?").text  # doctest: +SKIP
         >>> index.as_query_engine(llm=llm).query("Who wrote it?")  # doctest: +SKIP
     """
-
-    expand_top_k: int | None = core_field(ExpansionOptions, "expand_top_k")
-    _check_expansion = core_validator(ExpansionOptions, "expand_top_k")
 
     @classmethod
     def class_name(cls) -> str:
@@ -174,26 +138,15 @@ class E2LLM(PrefilterFields, _PipelineLLM):
     ) -> Iterator[GenerationChunk]:
         request = chat_request(_turns(messages), split_above=0)  # the core rule, as LangChain's
         check_question(self.pipeline, request.question, cfg.max_new_tokens)
-        pipe = self.pipeline
-        texts = [s.text for s in request.sources]
-        corpus = pipe.encode(texts) if texts else pipe.empty_corpus()
-        corpus = self.prefilter(corpus, request.question)
+        corpus = self.prefilter(build_corpus(self.pipeline, request.sources), request.question)
         top_k = kwargs.get("expand_top_k", self.expand_top_k)
-        return pipe.stream(
-            corpus,
-            request.question,
-            cfg,
-            expand_top_k=top_k,
-            system=request.system,
-            history=request.history,
+        return self.pipeline.stream(
+            corpus, request.question, cfg, expand_top_k=top_k, **request.prompt
         )
 
     def prefilter(self, corpus: EncodedCorpus, question: str) -> EncodedCorpus:
         """``corpus`` reduced by the ``top_k`` / ``score_threshold`` prefilter, if one is set."""
-        prefilter = ChunkPrefilter.from_options(self.prefilter_options)
-        if not len(corpus) or prefilter is None:
-            return corpus
-        return prefilter.filter(self.pipeline, corpus, question)[0]
+        return self.prefilter_corpus(self.pipeline, corpus, question)
 
 
 class PlainDecoderLLM(_PipelineLLM):
@@ -233,18 +186,14 @@ def _user(prompt: str) -> ChatMessage:
     return ChatMessage(role=MessageRole.USER, content=prompt)
 
 
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-_ROLES.update(model="assistant", chatbot="assistant")
-
-
 def _role(message: ChatMessage) -> str:
     role = message.role.value if isinstance(message.role, MessageRole) else str(message.role)
-    if role not in _ROLES:
+    if role not in ROLE_NAMES:
         raise TypeError(
             f"E2LLM reads system, user and assistant messages, got a {role!r} one (it does not "
             "support tool calling)."
         )
-    return _ROLES[role]
+    return ROLE_NAMES[role]
 
 
 def _turns(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:

@@ -8,21 +8,15 @@ from collections.abc import Sequence
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from .._fields import PrefilterFields
+from .._fields import PipelineFields, PrefilterFields
 from ..core.corpus_cache import (  # noqa: F401  (public here too)
     DEFAULT_CACHE_NODES,
     NodeCorpusCache,
     check_texts,
     node_cache,
 )
-from ..core.pipeline import E2LLMPipeline
-from ..retrieval.faiss_index import ChunkPrefilter
-from ._common import PipelineFields
 
 logger = logging.getLogger(__name__)
-
-empty_corpus = E2LLMPipeline.empty_corpus
-"""A corpus with no chunks (a question with no context): ``empty_corpus(pipeline)``."""
 
 
 def node_texts(nodes: Sequence[NodeWithScore]) -> list[str]:
@@ -57,11 +51,11 @@ class E2LLMNodePostprocessor(PipelineFields, PrefilterFields, BaseNodePostproces
         corpora = node_cache(self.pipeline).encode(
             node_texts(nodes), [n.node.node_id for n in nodes]
         )
-        if self.top_k is None and self.score_threshold is None:
+        prefilter = self.chunk_prefilter
+        if prefilter is None:
             return list(nodes)
         if query_bundle is None or not query_bundle.query_str.strip():
             raise ValueError("The E2LLM prefilter needs the query; pass query_bundle or query_str.")
-        prefilter = ChunkPrefilter(self.top_k, self.score_threshold)
         kept = prefilter.per_document(self.pipeline, corpora, query_bundle.query_str)
         best = {i: max(c.score for c in chunks) for i, chunks in enumerate(kept) if chunks}
         logger.debug("E2LLM prefilter kept %d of %d nodes", len(best), len(nodes))

@@ -20,11 +20,12 @@ from llama_index.core.schema import NodeWithScore
 from llama_index.core.settings import Settings
 from llama_index.core.types import RESPONSE_TEXT_TYPE
 
+from ..core.chat import answer_stream
 from ..core.corpus import EncodedCorpus
 from ..core.expansion import Source, check_top_k
-from ..core.generation import GenerationChunk, Usage
+from ..core.generation import GenerationChunk
 from ..core.pipeline import E2LLMPipeline
-from ..core.runtime import LastCall, aiter_in_thread, aprime, prime
+from ..core.runtime import LastCall, ReportsLastCall, aiter_in_thread, aprime, prime
 from .llms import E2LLM
 from .postprocessors import check_texts, node_cache
 
@@ -56,13 +57,14 @@ class _Provenance:
         return response
 
 
-class E2LLMSynthesizer(BaseSynthesizer):
+class E2LLMSynthesizer(ReportsLastCall, BaseSynthesizer):
     """Response synthesizer that gives E2LLM each retrieved node as its own chunk(s).
 
     Chunks the :class:`E2LLMNodePostprocessor` encoded are reused. The response's
     ``metadata["e2llm_sources"]`` cites the expanded chunks (``doc_id``: the node id;
     ``start``/``end``: offsets into the node text the LLM reads) and
-    ``metadata["e2llm_expanded_node_ids"]`` their nodes, also when streaming. See the
+    ``metadata["e2llm_expanded_node_ids"]`` their nodes, also when streaming; the last
+    answer's usage and sources are :attr:`last_usage` and :attr:`last_sources`. See the
     README's LlamaIndex section, and :func:`stand_in_for_settings_llm` for ``Settings.llm``.
 
     Args:
@@ -113,16 +115,6 @@ class E2LLMSynthesizer(BaseSynthesizer):
         self._last = LastCall()
 
     @property
-    def last_usage(self) -> Usage | None:
-        """Usage of the most recently finished answer (soft tokens, compression ratio...)."""
-        return self._last.usage
-
-    @property
-    def last_sources(self) -> list[Source]:
-        """The chunks the most recently finished answer showed as raw text."""
-        return list(self._last.sources)
-
-    @property
     def pipeline(self) -> E2LLMPipeline:
         return self._e2llm.pipeline
 
@@ -150,14 +142,12 @@ class E2LLMSynthesizer(BaseSynthesizer):
         node_ids = record.node_ids if record is not None else None
         corpus = self._e2llm.prefilter(self.encode_nodes(text_chunks, node_ids), query_str)
         cfg = self._e2llm._generation({})
-        pipe = self.pipeline
         # Prepared before the first token, so a streaming response carries the sources.
-        corpus, sources, kwargs = pipe.prepare(
-            corpus, query_str, cfg, self.expand_top_k, system=self._system_prompt
+        stream = answer_stream(
+            self.pipeline, corpus, query_str, cfg, self.expand_top_k, system=self._system_prompt
         )
-        stream = pipe.stream_prepared(corpus, sources, query_str, cfg, kwargs)
         if record is not None:
-            record.sources = sources
+            record.sources = stream.sources
         return prime(self._last.track(stream))
 
     def _answer(

@@ -12,9 +12,10 @@ import e2llm_integrations
 PACKAGE = Path(e2llm_integrations.__file__).parent
 
 MAX_MODULE_LINES = 400
-PACKAGE_CEILINGS = {"langchain": 850, "llama_index": 806}
-"""Lines per integration package now; the target is about 700 (move framework-independent
-code into core or ``e2llm_integrations/_fields.py`` and lower these, never raise them)."""
+PACKAGE_CEILINGS = {"langchain": 700, "llama_index": 694}
+"""Lines per integration package now, within issue 12's "at most about 700" (move
+framework-independent code into core or ``e2llm_integrations/_fields.py`` and lower these,
+never raise them)."""
 
 
 def lines(path: Path) -> int:
