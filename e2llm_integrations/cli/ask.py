@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..core.backend import BACKENDS, BackendOptions, backend_pipeline
 from ..core.expansion import DEFAULT_EXPAND_TOP_K, Source, check_top_k
 from ..core.generation import Usage
 from ..core.model import GenerationResult
@@ -111,12 +112,18 @@ def cmd_ask(args: argparse.Namespace) -> int:
         )
     docs = _collect_documents(args.docs, args.skip_unreadable)
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    backend = BackendOptions(backend=args.backend, base_url=args.base_url)
     trust: dict[str, Any] = {"trust_remote_code": True} if args.trust_remote_code else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the pipeline logs the same warnings
-        pipe = E2LLMPipeline.from_pretrained(
-            checkpoint=args.checkpoint, device=args.device, autocast=args.autocast, **trust
-        )
+        if backend.remote:  # the decoder in vLLM; encoder and adapter here
+            pipe = backend_pipeline(
+                args.checkpoint, args.device, backend=backend, autocast=args.autocast, **trust
+            )
+        else:
+            pipe = E2LLMPipeline.from_pretrained(
+                checkpoint=args.checkpoint, device=args.device, autocast=args.autocast, **trust
+            )
         usage, sources = _answer(pipe, docs, args, gen)
     if usage is not None:
         logger.info("usage: %s", json.dumps(usage.to_dict()))
@@ -248,6 +255,17 @@ def _add_ask(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=option_default(ModelOptions, "autocast"),
         choices=AUTOCAST_MODES,
         help=option_help(ModelOptions, "autocast"),
+    )
+    p.add_argument(
+        "--backend",
+        default=option_default(BackendOptions, "backend"),
+        choices=BACKENDS,
+        help=option_help(BackendOptions, "backend") + " See docs/SERVING.md.",
+    )
+    p.add_argument(
+        "--base-url",
+        default=option_default(BackendOptions, "base_url"),
+        help=option_help(BackendOptions, "base_url"),
     )
     p.add_argument(
         "--trust-remote-code",

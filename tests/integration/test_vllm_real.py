@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from e2llm_integrations import cli
 from e2llm_integrations.core import E2LLMPipeline, GenerationConfig
 from e2llm_integrations.core.backend import BackendOptions, backend_pipeline
 from e2llm_integrations.core.generation import eos_ids, sampled_ids
@@ -116,6 +117,21 @@ def test_pipeline_answers_match_and_report_usage(
         assert theirs.finish_reason == mine.finish_reason
         assert theirs.usage.to_dict() == mine.usage.to_dict()
         assert [s.chunk_index for s in theirs.sources] == [s.chunk_index for s in mine.sources]
+
+
+def test_cli_asks_through_the_server(
+    local: E2LLMPipeline, server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = tmp_path / "orchard.txt"
+    doc.write_text(DOCS["orchard"], encoding="utf-8")
+    question = QUESTIONS["orchard"][0]
+    argv = ["ask", "--docs", str(doc), "--backend", "vllm", "--base-url", server, "--json"]
+    argv += ["--max-new-tokens", str(GEN.max_new_tokens), "--device", "cpu", "--", question]
+    assert cli.main(argv) == 0
+    got = json.loads(capsys.readouterr().out)
+    want = local.ask([doc], question, GEN)
+    assert got["answer"] == want.text and want.text.strip()
+    assert got["usage"] == want.usage.to_dict()
 
 
 def test_concurrent_questions_over_different_documents(

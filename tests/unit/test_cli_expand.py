@@ -139,3 +139,11 @@ def test_json_and_stream_do_not_mix(
     assert cli.main(_ask(files, "--json", "--stream")) == cli.EXIT_USAGE
     captured = capsys.readouterr()
     assert captured.out == "" and "--json" in captured.err and "--stream" in captured.err
+
+
+def test_base_url_needs_the_vllm_backend(
+    tiny_cli: E2LLMPipeline, files: list[Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(_ask(files, "--base-url", "http://127.0.0.1:8000")) != 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and "backend='vllm'" in captured.err
