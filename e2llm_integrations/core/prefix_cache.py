@@ -109,14 +109,14 @@ class PrefixCache:
             if entry is not None:
                 self._entries.move_to_end(key)
                 self.hits += 1
-                return copy.deepcopy(entry.cache), entry.length
+                return copy_cache(entry.cache), entry.length
             self.misses += 1
         with torch.inference_mode(), inference_autocast(decoder):
             out = decoder(inputs_embeds=prefix_embeds, use_cache=True, **last_logits_only(decoder))
         kv = cache_of(out)
         entry = _Entry(kv, int(prefix_embeds.shape[1]), cache_nbytes(kv))
         self._put(key, entry)
-        return copy.deepcopy(kv), entry.length
+        return copy_cache(kv), entry.length
 
     def _put(self, key: str, entry: _Entry) -> None:
         if entry.nbytes > self.max_bytes:
@@ -126,3 +126,18 @@ class PrefixCache:
             self._entries.move_to_end(key)
             while sum(e.nbytes for e in self._entries.values()) > self.max_bytes:
                 self._entries.popitem(last=False)
+
+
+def copy_cache(cache: Any) -> Any:
+    """A deep copy of a decoder KV cache whose tensors are cloned directly.
+
+    The same result as ``copy.deepcopy``; a ``transformers`` cache's layer tensors are
+    cloned up front (each tensor's own ``__deepcopy__`` is most of deepcopy's time, which
+    a repeat question waits for).
+    """
+    memo: dict[int, Any] = {}
+    for layer in getattr(cache, "layers", ()):
+        for value in vars(layer).values():
+            if isinstance(value, torch.Tensor):
+                memo[id(value)] = value.clone()
+    return copy.deepcopy(cache, memo)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from e2llm_integrations.core import E2LLMPipeline, GenerationConfig
-from e2llm_integrations.core.prefix_cache import PrefixCache, cache_nbytes, prefix_key
+from e2llm_integrations.core.prefix_cache import PrefixCache, cache_nbytes, copy_cache, prefix_key
 
 DOCS = [
     "The harbour bridge was designed by Ada Lindqvist in 1931. It opened two years later. "
@@ -16,7 +16,11 @@ DOCS = [
     "Copper mining shaped the valley. The last mine closed in 1978 after a long strike, "
     "and the town turned to tourism, orchards and a small university.",
 ]
-QUESTIONS = ["Who designed the bridge?", "When did the last mine close?", "What is the toll house now?"]
+QUESTIONS = [
+    "Who designed the bridge?",
+    "When did the last mine close?",
+    "What is the toll house now?",
+]
 
 
 @pytest.fixture(scope="module")
@@ -146,4 +150,24 @@ def test_pipeline_and_chat_model_reuse_the_prefix_for_repeat_questions(tiny_mode
         chat.invoke([HumanMessage(content=[*blocks, {"type": "text", "text": q}])]).text
         for q in QUESTIONS[:2]
     ]
-    assert pipe.prefix_cache.stats()["hits"] == hits + 1 and all(isinstance(r, str) for r in replies)
+    assert pipe.prefix_cache.stats()["hits"] == hits + 1 and all(
+        isinstance(r, str) for r in replies
+    )
+
+
+def test_copy_cache_is_a_deep_copy(tiny_pipeline: E2LLMPipeline) -> None:
+    decoder = tiny_pipeline.model.decoder
+    with torch.inference_mode():
+        kv = decoder(input_ids=torch.arange(3, 12).unsqueeze(0), use_cache=True).past_key_values
+        copied = copy_cache(kv)
+    pairs = [
+        (a, b)
+        for la, lb in zip(kv.layers, copied.layers, strict=True)
+        for a, b in ((la.keys, lb.keys), (la.values, lb.values))
+    ]
+    assert pairs and type(copied) is type(kv) and copied is not kv
+    for a, b in pairs:
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+    with torch.inference_mode():  # decoding on the copy leaves the original as it was
+        decoder(input_ids=torch.tensor([[5]]), past_key_values=copied, use_cache=True)
+    assert copied.get_seq_length() == kv.get_seq_length() + 1 == 10
