@@ -128,13 +128,13 @@ class DecodeProfiler:
     def soft_inputs(
         self, corpus: EncodedCorpus, question: str, max_new_tokens: int, **prompt: Any
     ) -> torch.Tensor:
-        """The E2LLM decoder input over ``corpus``: (1, P, d_dec) embeddings."""
-        model = self._model
-        with self._lock, torch.inference_mode():
-            parts = model.prompt(question, **prompt)
-            soft = model.soft_tokens(corpus.features, corpus.mask)
-            model.check_window(parts, soft.shape[0], max_new_tokens)
-            return model.embed_sequence(parts, soft).unsqueeze(0)
+        """The E2LLM decoder input over ``corpus`` (``E2LLMModel.decoder_inputs``): (1, P, d_dec)."""
+        gen = GenerationConfig(max_new_tokens=max_new_tokens)
+        with self._lock:
+            inputs = self._model.decoder_inputs(
+                corpus.features, corpus.mask, question, gen, **prompt
+            )
+        return inputs.embeds
 
     def cached_inputs(
         self, corpus: EncodedCorpus, question: str, max_new_tokens: int, **prompt: Any
