@@ -33,16 +33,16 @@ from e2llm_integrations.core.training.prepared import load_recon
 from e2llm_integrations.eval.common import write_json
 
 
-def first_chunks(pipe: E2LLMPipeline, data_dir: str, n: int) -> list[str]:
-    """The first chunk (of at least 32 characters) of the first ``n`` usable val paragraphs."""
+def val_chunks(pipe: E2LLMPipeline, data_dir: str, n: int) -> list[str]:
+    """Up to ``n`` chunks (each of at least 32 characters) of the val paragraphs, in order."""
     out: list[str] = []
     for rec in load_recon(data_dir, "val"):
         text = rec["text"] if isinstance(rec, dict) else rec.text
-        chunks = pipe.chunk([text]) if text.strip() else []
-        if chunks and len(chunks[0].text) >= 32:
-            out.append(chunks[0].text)
-        if len(out) == n:
-            break
+        for chunk in pipe.chunk([text]) if text.strip() else []:
+            if len(chunk.text) >= 32:
+                out.append(chunk.text)
+            if len(out) == n:
+                return out
     return out
 
 
@@ -55,19 +55,21 @@ def losses(pipe: E2LLMPipeline, texts: list[str], max_target: int) -> dict[str, 
     targets = [tok(t, add_special_tokens=False)["input_ids"][:max_target] for t in texts]
     n = len(texts)
     shift = [(i + 1 + n // 2) % n for i in range(n)]  # a derangement: no chunk keeps its own
-    out: dict[str, float] = {}
+    per_chunk: dict[str, torch.Tensor] = {}
     for name in ("own", "shuffled", "none"):
-        total, tokens = 0.0, 0
+        values = []
         for i in range(n):
             src = corpora[shift[i] if name == "shuffled" else i]
             feats, mask = src.features[:1], src.mask[:1]
             if name == "none":
                 feats, mask = feats[:0], mask[:0]
-            loss = model([TrainExample(feats, mask, prompt, targets[i])])
-            total += float(loss) * len(targets[i])
-            tokens += len(targets[i])
-        out[name] = total / tokens
+            values.append(float(model([TrainExample(feats, mask, prompt, targets[i])])))
+        per_chunk[name] = torch.tensor(values, dtype=torch.float64)
+    weights = torch.tensor([len(t) for t in targets], dtype=torch.float64)
+    out = {k: float((v * weights).sum() / weights.sum()) for k, v in per_chunk.items()}
     out["gain"] = out["shuffled"] - out["own"]
+    gains = per_chunk["shuffled"] - per_chunk["own"]  # per chunk, unweighted
+    out["gain_stderr"] = float(gains.std() / n**0.5) if n > 1 else float("nan")
     return out
 
 
@@ -75,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: shipped)")
     ap.add_argument("--data-dir", default="data")
-    ap.add_argument("--n", type=int, default=96, help="validation chunks")
+    ap.add_argument("--n", type=int, default=96, help="validation chunks (several per paragraph)")
     ap.add_argument("--max-target", type=int, default=64, help="target tokens per chunk")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="write the result as JSON here")
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     pipe = E2LLMPipeline.from_pretrained(args.checkpoint)
-    texts = first_chunks(pipe, args.data_dir, args.n)
+    texts = val_chunks(pipe, args.data_dir, args.n)
     result: dict[str, object] = {
         "checkpoint": args.checkpoint or "shipped",
         "command": "python benchmarks/probe_soft_gain.py " + " ".join(sys.argv[1:]),
