@@ -20,17 +20,13 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
-
+import _probe  # benchmarks/_probe.py: run as python benchmarks/<script>.py
 import torch
 
 from e2llm_integrations import E2LLMPipeline
 from e2llm_integrations.core.model import TrainExample
 from e2llm_integrations.core.prompt import RECONSTRUCT_QUESTION
 from e2llm_integrations.core.training.prepared import load_recon
-from e2llm_integrations.eval.common import write_json
 
 
 def val_chunks(pipe: E2LLMPipeline, data_dir: str, n: int) -> list[str]:
@@ -74,28 +70,20 @@ def losses(pipe: E2LLMPipeline, texts: list[str], max_target: int) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: shipped)")
-    ap.add_argument("--data-dir", default="data")
+    ap = _probe.parser(__doc__)
     ap.add_argument("--n", type=int, default=96, help="validation chunks (several per paragraph)")
     ap.add_argument("--max-target", type=int, default=64, help="target tokens per chunk")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=None, help="write the result as JSON here")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    pipe = E2LLMPipeline.from_pretrained(args.checkpoint)
+    pipe, start = _probe.load(args)
     texts = val_chunks(pipe, args.data_dir, args.n)
-    result: dict[str, object] = {
-        "checkpoint": args.checkpoint or "shipped",
-        "command": "python benchmarks/probe_soft_gain.py " + " ".join(sys.argv[1:]),
-        "chunks": len(texts),
-        "nats_per_token": {k: round(v, 4) for k, v in losses(pipe, texts, args.max_target).items()},
-    }
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    print(result)
-    if args.out:
-        write_json(args.out, result)
+    nats = losses(pipe, texts, args.max_target)
+    result = _probe.record(
+        args,
+        "probe_soft_gain.py",
+        chunks=len(texts),
+        nats_per_token={k: round(v, 4) for k, v in nats.items()},
+    )
+    _probe.finish(args, result, start)
 
 
 if __name__ == "__main__":

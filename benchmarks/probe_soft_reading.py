@@ -19,18 +19,15 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import random
-import sys
-import time
 
+import _probe  # benchmarks/_probe.py: run as python benchmarks/<script>.py
 import torch
 
 from e2llm_integrations import E2LLMPipeline
 from e2llm_integrations.core.encoder import sentence_embeddings
 from e2llm_integrations.core.generation import GenerationConfig
 from e2llm_integrations.data import load_haystack
-from e2llm_integrations.eval.common import write_json
 from e2llm_integrations.eval.niah import PARAPHRASES
 
 
@@ -76,27 +73,18 @@ def read_back(pipe: E2LLMPipeline, hay: str) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", default=None, help="checkpoint folder (default: shipped)")
-    ap.add_argument("--data-dir", default="data")
+    ap = _probe.parser(__doc__)
     ap.add_argument("--trials", type=int, default=3, help="haystack placements per fact")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=None, help="write the result as JSON here")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    start = time.perf_counter()
-    pipe = E2LLMPipeline.from_pretrained(args.checkpoint)
+    pipe, start = _probe.load(args)
     hay = load_haystack(args.data_dir)
-    result = {
-        "checkpoint": args.checkpoint or "shipped",
-        "command": "python benchmarks/probe_soft_reading.py " + " ".join(sys.argv[1:]),
-        "embedding_top1": round(embedding_top1(pipe, hay, args.trials, seed=0), 4),
+    result = _probe.record(
+        args,
+        "probe_soft_reading.py",
+        embedding_top1=round(embedding_top1(pipe, hay, args.trials, seed=0), 4),
         **read_back(pipe, hay),
-    }
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    print({k: v for k, v in result.items() if k != "replies"})
-    if args.out:
-        write_json(args.out, result)
+    )
+    _probe.finish(args, result, start, hide=("replies",))
 
 
 if __name__ == "__main__":
