@@ -31,6 +31,8 @@ __all__ = ["IGNORE_INDEX", "DecoderInputs", "E2LLMModel", "GenerationResult", "T
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
+BOW_SCALE = 20.0
+"""Logit scale of :meth:`E2LLMModel.bow_loss`: cosine similarity times this."""
 
 
 @dataclass
@@ -257,6 +259,40 @@ class E2LLMModel(DecoderMixin, nn.Module):
             lab[i, : s.shape[0]] = torch.tensor(lb, device=self.device)
         out = self.decoder(inputs_embeds=batch, attention_mask=attn, labels=lab)
         return out.loss
+
+    def bow_loss(
+        self, features: torch.Tensor, mask: torch.Tensor, words: Sequence[Sequence[int]]
+    ) -> torch.Tensor:
+        """Bag-of-words loss: each soft token against the decoder's own token embeddings.
+
+        A soft token is scored against every row of the input-embedding table (cosine x
+        :data:`BOW_SCALE`); the loss is the mean negative log-softmax of the decoder tokens
+        it stands for. It pulls a soft token toward the embeddings of its chunk's words,
+        which the decoder can copy, where the language-model loss alone lets it keep only
+        the topic.
+
+        Args:
+            features: (n_chunks, L, d_enc) features of the chunks.
+            mask: (n_chunks, L).
+            words: Decoder token ids per soft token, in :meth:`soft_tokens` order.
+        """
+        soft = self.soft_tokens(features, mask)
+        if soft.shape[0] != len(words):
+            raise ValueError(f"{soft.shape[0]} soft tokens but words for {len(words)}.")
+        table = self.decoder.get_input_embeddings().weight.detach()
+        cos = (
+            nn.functional.normalize(soft.float(), dim=-1)
+            @ nn.functional.normalize(table.float(), dim=-1).T
+        )
+        logp = (BOW_SCALE * cos).log_softmax(dim=-1)
+        terms = [
+            -logp[j, torch.tensor(sorted(set(ids)), device=logp.device)].mean()
+            for j, ids in enumerate(words)
+            if ids
+        ]
+        if not terms:
+            return logp.new_zeros(())
+        return torch.stack(terms).mean()
 
     # ------------------------------------------------------------------ inference
     def stream(

@@ -134,3 +134,47 @@ def test_qa_excerpts_are_picked_as_at_inference(tiny_model_dirs, tmp_path: Path)
         item = next(q for q in f.corpus.qa if q.question == spec.question)
         gold = {c for g in item.gold for c in f.store.chunk_range(g)}
         assert spec.gold_in_excerpts is False and not gold & set(spec.excerpt_ids)
+
+
+def test_bow_loss_scores_a_soft_tokens_own_words(tiny_model_dirs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from e2llm_integrations.core.model import BOW_SCALE
+
+    trainer = build(tiny_model_dirs["encoder"], tiny_model_dirs["decoder"], str(tmp_path), 4)
+    model, store = trainer.model, trainer.factory.store
+    feats, mask = store.gather([0])
+    soft = model.soft_tokens(feats, mask)
+    table = model.decoder.get_input_embeddings().weight
+    cos = torch.nn.functional.normalize(soft, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T
+    near, far = cos[0].topk(5).indices.tolist(), (-cos[0]).topk(5).indices.tolist()
+    expected = -(BOW_SCALE * cos[0]).log_softmax(-1)[near].mean()
+    with torch.no_grad():
+        assert float(model.bow_loss(feats, mask, [near])) == pytest.approx(float(expected), rel=1e-5)
+        assert float(model.bow_loss(feats, mask, [near])) < float(model.bow_loss(feats, mask, [far])) - 1.0
+    with pytest.raises(ValueError, match="soft tokens"):
+        model.bow_loss(feats, mask, [near, far])
+
+
+def test_bow_weight_adds_the_bag_of_words_loss_to_recon_batches(tiny_model_dirs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    enc, dec = tiny_model_dirs["encoder"], tiny_model_dirs["decoder"]
+    plain = build(enc, dec, str(tmp_path / "a"), 4, recon_ratio=1.0, autocast="off")
+    bow = build(enc, dec, str(tmp_path / "b"), 4, recon_ratio=1.0, autocast="off", bow_weight=0.5)
+    specs = [plain.factory.example(i, "recon") for i in range(3)]
+    words = bow.bow_words(specs[0], bow.factory.store)
+    tok, texts = plain.model.tokenizer, bow.factory.store.chunk_texts
+    ids = [t for i in specs[0].chunk_ids for t in tok(texts[i], add_special_tokens=False)["input_ids"]]
+    assert len(words) == len(specs[0].chunk_ids)  # one soft token per chunk here
+    assert [t for w in words for t in w] == ids  # every decoder token, split in order
+    with torch.no_grad():
+        base, logs = plain.batch_loss(specs, plain.factory.store)
+        total, bow_logs = bow.batch_loss(specs, bow.factory.store)
+    assert "loss_bow" not in logs and bow_logs["loss_bow"] > 0
+    assert float(total) == pytest.approx(float(base) + 0.5 * bow_logs["loss_bow"], rel=1e-5)
+    # Adapter steps on the bag-of-words loss alone pull the soft token toward its words.
+    feats, mask = bow.factory.store.gather(specs[0].chunk_ids)
+    opt = torch.optim.Adam(bow.model.adapter.parameters(), lr=1e-2)
+    first = float(bow.model.bow_loss(feats, mask, words))
+    for _ in range(30):
+        opt.zero_grad()
+        bow.model.bow_loss(feats, mask, words).backward()
+        opt.step()
+    assert float(bow.model.bow_loss(feats, mask, words)) < first - 0.5

@@ -49,6 +49,7 @@ _FLOATS: dict[str, tuple[float, bool, float | None, str]] = {
     "max_grad_norm": (0.0, False, None, "the clipping norm, e.g. 1.0"),
     "recon_ratio": (0.0, True, 1.0, "a fraction of the examples"),
     "recon_weight": (0.0, True, None, "a loss weight, e.g. 1.0"),
+    "bow_weight": (0.0, True, None, "a loss weight, e.g. 0.5 (0 disables it)"),
     "expand_drop_gold": (0.0, True, 1.0, "a probability"),
 }
 
@@ -129,6 +130,8 @@ class TrainConfig:
         max_grad_norm: Gradient clipping norm.
         recon_ratio: Fraction of stage-2 examples that are reconstruction.
         recon_weight: Loss weight of reconstruction examples.
+        bow_weight: Weight of the bag-of-words loss on reconstruction examples (each soft
+            token against the decoder's token embeddings of the words it stands for).
         max_recon_chunks: Reconstruct up to this many consecutive chunks at once.
         max_target_tokens: Longest target (answer or reconstructed text), in decoder tokens.
         context_tokens: Target context lengths (encoder tokens) for QA examples.
@@ -176,6 +179,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     recon_ratio: float = 0.3
     recon_weight: float = 1.0
+    bow_weight: float = 0.0
     max_recon_chunks: int = 2
     max_target_tokens: int = 96
     context_tokens: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096])

@@ -143,7 +143,29 @@ class Trainer:
                 loss = self.model([self.to_example(s, store) for s in part])
                 total = total + weight * loss * len(part) / len(specs)
                 logs[f"loss_{kind}"] = float(loss.detach())
+            if part and kind == "recon" and self.cfg.bow_weight > 0:
+                bow = torch.stack([self.bow_loss(s, store) for s in part]).mean()
+                total = total + self.cfg.bow_weight * bow * len(part) / len(specs)
+                logs["loss_bow"] = float(bow.detach())
         return total, logs
+
+    def bow_loss(self, spec: ExampleSpec, store: ParagraphStore) -> torch.Tensor:
+        """:meth:`E2LLMModel.bow_loss` of ``spec``'s soft tokens against their words."""
+        return self.model.bow_loss(*self.features(spec, store), self.bow_words(spec, store))
+
+    def bow_words(self, spec: ExampleSpec, store: ParagraphStore) -> list[list[int]]:
+        """Decoder tokens each soft token of ``spec``'s chunks stands for.
+
+        A chunk's ``k`` soft tokens cover ``k`` contiguous windows of it, so its decoder
+        tokens are split into ``k`` equal runs (the windows are equal runs of encoder
+        tokens, so the split is close, not exact).
+        """
+        k = self.model.config.encoder.tokens_per_chunk
+        out: list[list[int]] = []
+        for i in spec.chunk_ids:
+            ids = self.model.tokenizer(store.chunk_texts[i], add_special_tokens=False)["input_ids"]
+            out.extend(ids[len(ids) * j // k : len(ids) * (j + 1) // k] for j in range(k))
+        return out
 
     # ----------------------------------------------------------------- steps
     def set_lr(self, step: int) -> dict[str, float]:
