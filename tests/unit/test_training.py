@@ -169,6 +169,7 @@ def test_bow_weight_adds_the_bag_of_words_loss_to_recon_batches(tiny_model_dirs,
         total, bow_logs = bow.batch_loss(specs, bow.factory.store)
     assert "loss_bow" not in logs and bow_logs["loss_bow"] > 0
     assert float(total) == pytest.approx(float(base) + 0.5 * bow_logs["loss_bow"], rel=1e-5)
+    assert "loss_bow" in bow.micro_step(0, 0) and "loss_bow" not in plain.micro_step(0, 0)
     # Adapter steps on the bag-of-words loss alone pull the soft token toward its words.
     feats, mask = bow.factory.store.gather(specs[0].chunk_ids)
     opt = torch.optim.Adam(bow.model.adapter.parameters(), lr=1e-2)

@@ -195,11 +195,12 @@ class Trainer:
         share = len(mine) / len(specs)  # 1.0 on a single process
         (loss * share / self.cfg.grad_accum).backward()
         logs = {"loss": float(loss.detach()) * share}
-        for kind in ("recon", "qa"):  # keys from the whole micro-batch: the same on every rank
+        # Keys from the whole micro-batch, so the same on every rank (bow: on recon examples).
+        for name, kind in (("recon", "recon"), ("qa", "qa"), ("bow", "recon")):
             n_all = sum(s.kind == kind for s in specs)
-            if n_all:
+            if n_all and (name != "bow" or self.cfg.bow_weight > 0):
                 n_mine = sum(s.kind == kind for s in mine)
-                logs[f"loss_{kind}"] = parts.get(f"loss_{kind}", 0.0) * (n_mine / n_all)
+                logs[f"loss_{name}"] = parts.get(f"loss_{name}", 0.0) * (n_mine / n_all)
         return self.dist.all_reduce_sum(logs)
 
     def train_step(self, step: int) -> dict[str, Any]:
