@@ -279,11 +279,17 @@ def _load_lora(module: torch.nn.Module, file: Path, listed: bool) -> None:
         raise ValueError(f"LoRA weights in {file} do not fit this model: {err}") from err
 
 
-def load_weights(model: E2LLMModel, root: Path, manifest: dict[str, Any]) -> None:
-    """Load adapter and LoRA weights from ``root`` into ``model`` (keys and shapes checked)."""
+def load_weights(
+    model: E2LLMModel, root: Path, manifest: dict[str, Any], adapter: bool = True
+) -> None:
+    """Load adapter and LoRA weights from ``root`` into ``model`` (keys and shapes checked).
+
+    ``adapter=False`` loads the LoRA weights only (a run that starts a new adapter).
+    """
     _check_bases(manifest, model, root)
     try:
-        model.adapter.load_state_dict(_load_tensors(root / ADAPTER_NAME))
+        if adapter:
+            model.adapter.load_state_dict(_load_tensors(root / ADAPTER_NAME))
     except RuntimeError as err:
         raise ValueError(f"Adapter weights in {root} do not fit this adapter: {err}") from err
     for name, module in (

@@ -8,6 +8,7 @@ remote decoding) is :class:`~.decoder.DecoderMixin`, mixed into the model.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,33 +262,44 @@ class E2LLMModel(DecoderMixin, nn.Module):
         return out.loss
 
     def bow_loss(
-        self, features: torch.Tensor, mask: torch.Tensor, words: Sequence[Sequence[int]]
+        self,
+        features: torch.Tensor,
+        mask: torch.Tensor,
+        words: Sequence[Sequence[int]],
+        group: int = 1,
     ) -> torch.Tensor:
-        """Bag-of-words loss: each soft token against the decoder's own token embeddings.
+        """Bag-of-words loss: soft tokens against the decoder's own token embeddings.
 
         A soft token is scored against every row of the input-embedding table (cosine x
-        :data:`BOW_SCALE`); the loss is the mean negative log-softmax of the decoder tokens
-        it stands for. It pulls a soft token toward the embeddings of its chunk's words,
-        which the decoder can copy, where the language-model loss alone lets it keep only
-        the topic.
+        :data:`BOW_SCALE`, softmax). ``words[i]`` are the decoder tokens the ``i``-th group
+        of ``group`` consecutive soft tokens stands for; a word's probability is the mean
+        of the group's, so one soft token of the group may carry it. The loss is the mean
+        negative log-probability of the words. It pulls soft tokens toward the embeddings
+        of their chunk's words, which the decoder can copy, where the language-model loss
+        alone let them keep the topic and not the names.
 
         Args:
             features: (n_chunks, L, d_enc) features of the chunks.
             mask: (n_chunks, L).
-            words: Decoder token ids per soft token, in :meth:`soft_tokens` order.
+            words: Decoder token ids per group, in :meth:`soft_tokens` order.
+            group: Soft tokens per group: 1 for window-pooled soft tokens (each has its
+                own words), ``tokens_per_chunk`` for PMA queries (they share the chunk's).
         """
         soft = self.soft_tokens(features, mask)
-        if soft.shape[0] != len(words):
-            raise ValueError(f"{soft.shape[0]} soft tokens but words for {len(words)}.")
+        if soft.shape[0] != len(words) * group:
+            raise ValueError(
+                f"{soft.shape[0]} soft tokens but words for {len(words)} groups of {group}."
+            )
         table = self.decoder.get_input_embeddings().weight.detach()
         cos = (
             nn.functional.normalize(soft.float(), dim=-1)
             @ nn.functional.normalize(table.float(), dim=-1).T
         )
-        logp = (BOW_SCALE * cos).log_softmax(dim=-1)
+        logp = (BOW_SCALE * cos).log_softmax(dim=-1).view(len(words), group, -1)
+        logp = logp.logsumexp(dim=1) - math.log(group)  # (groups, vocab): mean probability
         terms = [
-            -logp[j, torch.tensor(sorted(set(ids)), device=logp.device)].mean()
-            for j, ids in enumerate(words)
+            -logp[i, torch.tensor(sorted(set(ids)), device=logp.device)].mean()
+            for i, ids in enumerate(words)
             if ids
         ]
         if not terms:

@@ -159,7 +159,8 @@ def test_bow_weight_adds_the_bag_of_words_loss_to_recon_batches(tiny_model_dirs,
     plain = build(enc, dec, str(tmp_path / "a"), 4, recon_ratio=1.0, autocast="off")
     bow = build(enc, dec, str(tmp_path / "b"), 4, recon_ratio=1.0, autocast="off", bow_weight=0.5)
     specs = [plain.factory.example(i, "recon") for i in range(3)]
-    words = bow.bow_words(specs[0], bow.factory.store)
+    words, group = bow.bow_words(specs[0], bow.factory.store)
+    assert group == 1
     tok, texts = plain.model.tokenizer, bow.factory.store.chunk_texts
     ids = [t for i in specs[0].chunk_ids for t in tok(texts[i], add_special_tokens=False)["input_ids"]]
     assert len(words) == len(specs[0].chunk_ids)  # one soft token per chunk here
@@ -179,3 +180,22 @@ def test_bow_weight_adds_the_bag_of_words_loss_to_recon_batches(tiny_model_dirs,
         bow.model.bow_loss(feats, mask, words).backward()
         opt.step()
     assert float(bow.model.bow_loss(feats, mask, words)) < first - 0.5
+
+
+def test_bow_loss_of_a_group_is_the_mean_probability_of_its_soft_tokens(tiny_model_dirs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    trainer = build(tiny_model_dirs["encoder"], tiny_model_dirs["decoder"], str(tmp_path), 4)
+    model, store = trainer.model, trainer.factory.store
+    feats, mask = store.gather([0, 1])  # two soft tokens, as one group of 2
+    with torch.no_grad():
+        soft = model.soft_tokens(feats, mask)
+        table = model.decoder.get_input_embeddings().weight
+        from e2llm_integrations.core.model import BOW_SCALE
+
+        cos = torch.nn.functional.normalize(soft, dim=-1) @ torch.nn.functional.normalize(table, dim=-1).T
+        probs = (BOW_SCALE * cos).softmax(-1)  # (2, vocab)
+        words = [cos[0].topk(3).indices.tolist() + cos[1].topk(3).indices.tolist()]
+        expected = -probs.mean(0)[sorted(set(words[0]))].log().mean()
+        assert float(model.bow_loss(feats, mask, words, group=2)) == pytest.approx(float(expected), rel=1e-4)
+        # Each word needs only one soft token of the group: lower than asking both for all.
+        both = float(model.bow_loss(feats, mask, words * 2, group=1))
+        assert float(model.bow_loss(feats, mask, words, group=2)) < both

@@ -47,3 +47,47 @@ def test_lora_settings_must_match() -> None:
     wanted["decoder"] = {**wanted["decoder"], "lora": None}  # type: ignore[dict-item]
     with pytest.raises(ValueError, match=r"decoder\.lora"):
         init_differences(saved, wanted)
+
+
+def test_another_adapter_kind_starts_a_new_adapter() -> None:
+    from e2llm_integrations.core.training.run import fresh_adapter
+
+    saved, wanted = _config(), _config(tokens_per_chunk=4)
+    wanted["adapter"] = {**wanted["adapter"], "kind": "pma", "num_heads": 8}  # type: ignore[dict-item]
+    assert fresh_adapter(saved, wanted) and not fresh_adapter(saved, _config(tokens_per_chunk=4))
+    changed = init_differences(saved, wanted)
+    assert changed == ["adapter.kind", "adapter.num_heads", "encoder.tokens_per_chunk"]
+    wanted["decoder"] = {**wanted["decoder"], "lora": None}  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match=r"decoder\.lora.*adapter\.kind"):
+        init_differences(saved, wanted)
+
+
+def test_init_with_a_new_adapter_loads_the_lora_only(tiny_model_dirs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from e2llm_integrations.core import AdapterConfig, E2LLMModel, EncoderConfig
+    from e2llm_integrations.core.training.run import _init_weights
+
+    from ..conftest import tiny_config
+
+    torch.manual_seed(0)
+    mlp = E2LLMModel.from_config(tiny_config(tiny_model_dirs), device="cpu")
+    with torch.no_grad():
+        for name, p in mlp.decoder.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # trained-looking LoRA (B starts at zero)
+    mlp.save_pretrained(tmp_path / "mlp")
+    encoder = EncoderConfig(name_or_path=tiny_model_dirs["encoder"], max_length=64, batch_size=8, tokens_per_chunk=2)
+    pma = E2LLMModel.from_config(
+        tiny_config(tiny_model_dirs, adapter=AdapterConfig(kind="pma", num_heads=4), encoder=encoder), device="cpu"
+    )
+    before = {n: p.detach().clone() for n, p in pma.adapter.named_parameters()}
+    _init_weights(pma, str(tmp_path / "mlp"))
+    saved = dict(mlp.decoder.named_parameters())
+    loras = [n for n, _ in pma.decoder.named_parameters() if "lora_" in n]
+    assert loras
+    for name, p in pma.decoder.named_parameters():
+        if "lora_" in name:
+            torch.testing.assert_close(p, saved[name], msg=name)
+    for name, p in pma.adapter.named_parameters():
+        torch.testing.assert_close(p, before[name], msg=name)  # untouched: trains from scratch

@@ -82,15 +82,29 @@ _INIT_FREE = {
 }
 
 
+def fresh_adapter(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether ``wanted`` asks for another kind of adapter than ``saved`` was trained with.
+
+    Then only the LoRA weights carry over and the new adapter trains from scratch.
+    """
+    return saved.get("adapter", {}).get("kind") != wanted.get("adapter", {}).get("kind")
+
+
 def init_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Settings of ``wanted`` that differ from ``saved`` but keep the weights loadable.
 
+    Another adapter kind is allowed (see :func:`fresh_adapter`): its settings, and the
+    soft tokens per chunk it makes, are then free too.
+
     Raises:
         ValueError: When a difference would change the weights' meaning or shape
-            (base models, LoRA, adapter, or windows through a PMA adapter).
+            (base models, LoRA, the settings of a kept adapter, or windows through a
+            kept PMA adapter).
     """
-    free = dict(_INIT_FREE)
-    if wanted.get("adapter", {}).get("kind") == "pma":  # PMA queries are per soft token
+    free: dict[str, tuple[str, ...]] = dict(_INIT_FREE)
+    if fresh_adapter(saved, wanted):
+        free["adapter"] = tuple(set(saved.get("adapter", {})) | set(wanted.get("adapter", {})))
+    elif wanted.get("adapter", {}).get("kind") == "pma":  # PMA queries are per soft token
         free["encoder"] = ("max_length", "batch_size")
     changed: list[str] = []
     fixed: list[str] = []
@@ -106,10 +120,12 @@ def init_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
                 name = f"{section}.{key}"
                 (changed if key in free.get(section, ()) else fixed).append(name)
     if fixed:
+        allowed = [f"{s}.{k}" for s, ks in _INIT_FREE.items() for k in ks]
         raise ValueError(
             f"init_checkpoint was trained with other model settings ({', '.join(fixed)}); "
             "copy its e2llm_config.json `config` into the training config's `model:` section "
-            f"(only {', '.join(f'{s}.{k}' for s, ks in free.items() for k in ks)} may differ)."
+            f"(only {', '.join(allowed)} may differ, or adapter.kind, which starts a new "
+            "adapter from scratch)."
         )
     return changed
 
@@ -123,6 +139,10 @@ def _init_weights(model: E2LLMModel, path: str) -> None:
         raise ValueError(f"{path}: {err}") from err
     if changed:
         logger.info("init_checkpoint %s: this run changes %s", path, ", ".join(changed))
+    if fresh_adapter(manifest["config"], model.config.to_dict()):
+        load_weights(model, Path(path), manifest, adapter=False)
+        logger.info("Initialised LoRA weights from %s; the new adapter starts from scratch", path)
+        return
     load_weights(model, Path(path), manifest)
     logger.info("Initialised adapter and LoRA weights from %s", path)
 

@@ -151,21 +151,27 @@ class Trainer:
 
     def bow_loss(self, spec: ExampleSpec, store: ParagraphStore) -> torch.Tensor:
         """:meth:`E2LLMModel.bow_loss` of ``spec``'s soft tokens against their words."""
-        return self.model.bow_loss(*self.features(spec, store), self.bow_words(spec, store))
+        words, group = self.bow_words(spec, store)
+        return self.model.bow_loss(*self.features(spec, store), words, group)
 
-    def bow_words(self, spec: ExampleSpec, store: ParagraphStore) -> list[list[int]]:
-        """Decoder tokens each soft token of ``spec``'s chunks stands for.
+    def bow_words(self, spec: ExampleSpec, store: ParagraphStore) -> tuple[list[list[int]], int]:
+        """Decoder tokens the soft tokens of ``spec``'s chunks stand for, and the group size.
 
-        A chunk's ``k`` soft tokens cover ``k`` contiguous windows of it, so its decoder
-        tokens are split into ``k`` equal runs (the windows are equal runs of encoder
-        tokens, so the split is close, not exact).
+        Window pooling gives a chunk ``k`` soft tokens over ``k`` contiguous windows, so
+        its decoder tokens are split into ``k`` equal runs, one per soft token (the
+        windows are equal runs of encoder tokens: the split is close, not exact). PMA's
+        ``k`` queries each see the whole chunk, so they share its tokens as one group.
         """
         k = self.model.config.encoder.tokens_per_chunk
+        pma = self.model.encoder.token_states
         out: list[list[int]] = []
         for i in spec.chunk_ids:
             ids = self.model.tokenizer(store.chunk_texts[i], add_special_tokens=False)["input_ids"]
-            out.extend(ids[len(ids) * j // k : len(ids) * (j + 1) // k] for j in range(k))
-        return out
+            if pma:
+                out.append(ids)
+            else:
+                out.extend(ids[len(ids) * j // k : len(ids) * (j + 1) // k] for j in range(k))
+        return out, (k if pma else 1)
 
     # ----------------------------------------------------------------- steps
     def set_lr(self, step: int) -> dict[str, float]:
