@@ -8,7 +8,6 @@ remote decoding) is :class:`~.decoder.DecoderMixin`, mixed into the model.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,6 @@ __all__ = ["IGNORE_INDEX", "DecoderInputs", "E2LLMModel", "GenerationResult", "T
 logger = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
-BOW_SCALE = 20.0
-"""Logit scale of :meth:`E2LLMModel.bow_loss`: cosine similarity times this."""
 
 
 @dataclass
@@ -260,51 +257,6 @@ class E2LLMModel(DecoderMixin, nn.Module):
             lab[i, : s.shape[0]] = torch.tensor(lb, device=self.device)
         out = self.decoder(inputs_embeds=batch, attention_mask=attn, labels=lab)
         return out.loss
-
-    def bow_loss(
-        self,
-        features: torch.Tensor,
-        mask: torch.Tensor,
-        words: Sequence[Sequence[int]],
-        group: int = 1,
-    ) -> torch.Tensor:
-        """Bag-of-words loss: soft tokens against the decoder's own token embeddings.
-
-        A soft token is scored against every row of the input-embedding table (cosine x
-        :data:`BOW_SCALE`, softmax). ``words[i]`` are the decoder tokens the ``i``-th group
-        of ``group`` consecutive soft tokens stands for; a word's probability is the mean
-        of the group's, so one soft token of the group may carry it. The loss is the mean
-        negative log-probability of the words. It pulls soft tokens toward the embeddings
-        of their chunk's words, which the decoder can copy, where the language-model loss
-        alone let them keep the topic and not the names.
-
-        Args:
-            features: (n_chunks, L, d_enc) features of the chunks.
-            mask: (n_chunks, L).
-            words: Decoder token ids per group, in :meth:`soft_tokens` order.
-            group: Soft tokens per group: 1 for window-pooled soft tokens (each has its
-                own words), ``tokens_per_chunk`` for PMA queries (they share the chunk's).
-        """
-        soft = self.soft_tokens(features, mask)
-        if soft.shape[0] != len(words) * group:
-            raise ValueError(
-                f"{soft.shape[0]} soft tokens but words for {len(words)} groups of {group}."
-            )
-        table = self.decoder.get_input_embeddings().weight.detach()
-        cos = (
-            nn.functional.normalize(soft.float(), dim=-1)
-            @ nn.functional.normalize(table.float(), dim=-1).T
-        )
-        logp = (BOW_SCALE * cos).log_softmax(dim=-1).view(len(words), group, -1)
-        logp = logp.logsumexp(dim=1) - math.log(group)  # (groups, vocab): mean probability
-        terms = [
-            -logp[i, torch.tensor(sorted(set(ids)), device=logp.device)].mean()
-            for i, ids in enumerate(words)
-            if ids
-        ]
-        if not terms:
-            return logp.new_zeros(())
-        return torch.stack(terms).mean()
 
     # ------------------------------------------------------------------ inference
     def stream(

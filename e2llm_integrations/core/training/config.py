@@ -38,6 +38,8 @@ _INTS: dict[str, tuple[int, str]] = {
     "val_examples": (1, "validation needs at least one example"),
     "val_generations": (0, "0 skips the greedy-answer F1"),
     "seed": (0, "any non-negative number"),
+    "bow_warmup_steps": (0, "0 skips the bag-of-words stage 0"),
+    "bow_warmup_batch": (1, "chunks per bag-of-words step"),
     "threads": (0, "0 keeps torch's default"),
 }
 # Number fields: lowest value, whether the lowest itself is allowed, highest (None: no bound).
@@ -132,6 +134,9 @@ class TrainConfig:
         recon_weight: Loss weight of reconstruction examples.
         bow_weight: Weight of the bag-of-words loss on reconstruction examples (each soft
             token against the decoder's token embeddings of the words it stands for).
+        bow_warmup_steps: Stage 0: steps that train the adapter alone on the bag-of-words
+            loss over cached chunk features, before step 1 (no decoder pass).
+        bow_warmup_batch: Chunks per stage-0 step.
         max_recon_chunks: Reconstruct up to this many consecutive chunks at once.
         max_target_tokens: Longest target (answer or reconstructed text), in decoder tokens.
         context_tokens: Target context lengths (encoder tokens) for QA examples.
@@ -180,6 +185,8 @@ class TrainConfig:
     recon_ratio: float = 0.3
     recon_weight: float = 1.0
     bow_weight: float = 0.0
+    bow_warmup_steps: int = 0
+    bow_warmup_batch: int = 128
     max_recon_chunks: int = 2
     max_target_tokens: int = 96
     context_tokens: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096])

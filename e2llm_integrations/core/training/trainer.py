@@ -26,10 +26,11 @@ import torch
 from tqdm.auto import tqdm
 
 from ..generation import GenerationConfig
-from ..io import write_text
+from ..io import write_json, write_text
 from ..metrics import best_score
 from ..model import E2LLMModel, TrainExample
 from ..precision import autocast
+from .bow import bow_loss, bow_warmup, chunk_words
 from .config import TrainConfig
 from .distributed import Distributed
 from .examples import ExampleFactory, ExampleSpec
@@ -39,6 +40,7 @@ from .state import find_resume, load_state, save_state
 logger = logging.getLogger(__name__)
 
 METRICS_NAME = "metrics.jsonl"
+BOW_WARMUP_NAME = "bow_warmup.json"
 
 
 def get_lr(
@@ -150,28 +152,9 @@ class Trainer:
         return total, logs
 
     def bow_loss(self, spec: ExampleSpec, store: ParagraphStore) -> torch.Tensor:
-        """:meth:`E2LLMModel.bow_loss` of ``spec``'s soft tokens against their words."""
-        words, group = self.bow_words(spec, store)
-        return self.model.bow_loss(*self.features(spec, store), words, group)
-
-    def bow_words(self, spec: ExampleSpec, store: ParagraphStore) -> tuple[list[list[int]], int]:
-        """Decoder tokens the soft tokens of ``spec``'s chunks stand for, and the group size.
-
-        Window pooling gives a chunk ``k`` soft tokens over ``k`` contiguous windows, so
-        its decoder tokens are split into ``k`` equal runs, one per soft token (the
-        windows are equal runs of encoder tokens: the split is close, not exact). PMA's
-        ``k`` queries each see the whole chunk, so they share its tokens as one group.
-        """
-        k = self.model.config.encoder.tokens_per_chunk
-        pma = self.model.encoder.token_states
-        out: list[list[int]] = []
-        for i in spec.chunk_ids:
-            ids = self.model.tokenizer(store.chunk_texts[i], add_special_tokens=False)["input_ids"]
-            if pma:
-                out.append(ids)
-            else:
-                out.extend(ids[len(ids) * j // k : len(ids) * (j + 1) // k] for j in range(k))
-        return out, (k if pma else 1)
+        """:func:`.bow.bow_loss` of ``spec``'s soft tokens against their words."""
+        words, group = chunk_words(self.model, [store.chunk_texts[i] for i in spec.chunk_ids])
+        return bow_loss(self.model, *self.features(spec, store), words, group)
 
     # ----------------------------------------------------------------- steps
     def set_lr(self, step: int) -> dict[str, float]:
@@ -259,6 +242,8 @@ class Trainer:
         """Train until ``cfg.steps`` (or for ``max_steps_this_run`` steps), resuming if possible."""
         resume = find_resume(self.out_dir)
         start = load_state(self.model, self.optimizer, resume) if resume else 0
+        if start == 0 and self.cfg.bow_warmup_steps and self.dist.is_main:
+            self._bow_warmup()  # rank 0; the broadcast below hands its adapter to the rest
         self.dist.broadcast_params([p for g in self.optimizer.param_groups for p in g["params"]])
         if self.dist.is_main:
             self._truncate_log(start)
@@ -284,6 +269,20 @@ class Trainer:
                 self._finish_step(last, end)
             self.dist.barrier()  # the other ranks wait for validation and the checkpoint
         return last
+
+    def _bow_warmup(self) -> None:
+        """Stage 0 (:func:`.bow.bow_warmup`); deterministic, so a rerun repeats it exactly."""
+        c = self.cfg
+        log = bow_warmup(
+            self.model,
+            self.factory.store,
+            c.bow_warmup_steps,
+            c.bow_warmup_batch,
+            c.lr_adapter,
+            c.seed,
+            lambda: autocast(self.model.device, c.autocast),  # type: ignore[arg-type]
+        )
+        write_json(self.out_dir / BOW_WARMUP_NAME, log)
 
     def _finish_step(self, record: dict[str, Any], end: int) -> None:
         """Validate, log and checkpoint after a step as the schedule says (rank 0 only)."""
