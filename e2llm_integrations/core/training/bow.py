@@ -7,7 +7,7 @@ the decoder can copy. It is used two ways:
 
 * ``bow_weight``: added to every reconstruction example of stages 1 and 2;
 * ``bow_warmup_steps``: a stage 0 that trains the adapter alone on it, over the cached
-  chunk features, with no decoder pass (a hundred times cheaper than a decoder step), so
+  chunk features, with no decoder pass (several times cheaper than a decoder step), so
   the decoder starts reading soft tokens that already point at their words.
 
 Example:
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,8 +108,10 @@ def bow_warmup(
     """Stage 0: train the adapter alone on :func:`bow_loss` over the store's chunks.
 
     Deterministic in ``seed``; cosine schedule with a 5% warm-up; its own AdamW (the
-    main run's optimizer state is untouched). Returns the loss every 50 steps.
+    main run's optimizer state is untouched). Returns the loss and the seconds elapsed
+    every 50 steps.
     """
+    start = time.perf_counter()
     rng = random.Random(seed)
     params = [p for p in model.adapter.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
@@ -128,7 +131,11 @@ def bow_warmup(
         nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if (step + 1) % 50 == 0 or step + 1 == steps:
-            log.append({"bow_step": step + 1, "loss_bow": float(loss.detach())})
+            log.append({
+                "bow_step": step + 1,
+                "loss_bow": float(loss.detach()),
+                "sec": round(time.perf_counter() - start, 1),
+            })  # fmt: skip
             logger.info(
                 "bag-of-words warm-up step %d/%d: loss %.3f", step + 1, steps, log[-1]["loss_bow"]
             )

@@ -141,20 +141,26 @@ class Trainer:
         logs = {}
         for kind, weight in (("recon", self.cfg.recon_weight), ("qa", 1.0)):
             part = [s for s in specs if s.kind == kind]
-            if part:
-                loss = self.model([self.to_example(s, store) for s in part])
-                total = total + weight * loss * len(part) / len(specs)
-                logs[f"loss_{kind}"] = float(loss.detach())
-            if part and kind == "recon" and self.cfg.bow_weight > 0:
-                bow = torch.stack([self.bow_loss(s, store) for s in part]).mean()
+            if not part:
+                continue
+            examples = [self.to_example(s, store) for s in part]
+            loss = self.model(examples)
+            total = total + weight * loss * len(part) / len(specs)
+            logs[f"loss_{kind}"] = float(loss.detach())
+            if kind == "recon" and self.cfg.bow_weight > 0:  # on the features just gathered
+                bow = torch.stack(
+                    [self.bow_loss(s, ex, store) for s, ex in zip(part, examples, strict=True)]
+                ).mean()
                 total = total + self.cfg.bow_weight * bow * len(part) / len(specs)
                 logs["loss_bow"] = float(bow.detach())
         return total, logs
 
-    def bow_loss(self, spec: ExampleSpec, store: ParagraphStore) -> torch.Tensor:
-        """:func:`.bow.bow_loss` of ``spec``'s soft tokens against their words."""
+    def bow_loss(
+        self, spec: ExampleSpec, example: TrainExample, store: ParagraphStore
+    ) -> torch.Tensor:
+        """:func:`.bow.bow_loss` of ``example``'s soft tokens against ``spec``'s words."""
         words, group = chunk_words(self.model, [store.chunk_texts[i] for i in spec.chunk_ids])
-        return bow_loss(self.model, *self.features(spec, store), words, group)
+        return bow_loss(self.model, example.features, example.mask, words, group)
 
     # ----------------------------------------------------------------- steps
     def set_lr(self, step: int) -> dict[str, float]:
