@@ -49,6 +49,8 @@ BAD: list[tuple[str, Any, type[Exception], str]] = [
     ("recon_ratio", 1.01, ValueError, "<= 1"),
     ("recon_weight", -1.0, ValueError, ">= 0"),
     ("bow_weight", -0.5, ValueError, ">= 0"),
+    ("time_budget_s", -1.0, ValueError, "time_budget_s must be >= 0"),
+    ("time_budget_s", "30m", TypeError, "a number"),
     ("expand_drop_gold", 2.0, ValueError, "<= 1"),
     ("expand_drop_gold", False, TypeError, "a number"),
     ("context_tokens", [], TypeError, "non-empty list"),

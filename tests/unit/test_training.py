@@ -135,3 +135,21 @@ def test_qa_excerpts_are_picked_as_at_inference(tiny_model_dirs, tmp_path: Path)
         gold = {c for g in item.gold for c in f.store.chunk_range(g)}
         assert spec.gold_in_excerpts is False and not gold & set(spec.excerpt_ids)
 
+
+
+def test_time_budget_stops_validates_and_saves_then_resume_does_nothing(tiny_model_dirs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    enc, dec = tiny_model_dirs["encoder"], tiny_model_dirs["decoder"]
+    out = tmp_path / "budget"
+    first = build(enc, dec, str(out), 50, time_budget_s=1e-9)
+    last = first.train()
+    assert last["step"] == 1 and last["stopped"] == "time_budget_s"
+    assert any(k.startswith("val_loss") for k in last)  # validated like the last step
+    state = torch.load(find_resume(out) / "trainer_state.pt", weights_only=True)
+    assert int(state["step"]) == 1
+    again = build(enc, dec, str(out), 50, time_budget_s=1e-9)
+    assert again.train() == {}  # resumes at step 1, budget spent: no step
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1]
+    trained = _weights(first)
+    for name, weight in _weights(again).items():
+        torch.testing.assert_close(weight, trained[name], msg=name)

@@ -53,6 +53,7 @@ _FLOATS: dict[str, tuple[float, bool, float | None, str]] = {
     "recon_weight": (0.0, True, None, "a loss weight, e.g. 1.0"),
     "bow_weight": (0.0, True, None, "a loss weight, e.g. 0.5 (0 disables it)"),
     "expand_drop_gold": (0.0, True, 1.0, "a probability"),
+    "time_budget_s": (0.0, True, None, "seconds of step time, e.g. 1800 (0: no budget)"),
 }
 
 
@@ -137,6 +138,9 @@ class TrainConfig:
         bow_warmup_steps: Stage 0: steps that train the adapter alone on the bag-of-words
             loss over cached chunk features, before step 1 (no decoder pass).
         bow_warmup_batch: Chunks per stage-0 step.
+        time_budget_s: Stop (validate, checkpoint) once the steps have taken this many
+            seconds in all, across resumes, even before ``steps``; the learning-rate
+            schedule still follows ``steps``. 0: no budget. For equal wall-clock comparisons.
         max_recon_chunks: Reconstruct up to this many consecutive chunks at once.
         max_target_tokens: Longest target (answer or reconstructed text), in decoder tokens.
         context_tokens: Target context lengths (encoder tokens) for QA examples.
@@ -187,6 +191,7 @@ class TrainConfig:
     bow_weight: float = 0.0
     bow_warmup_steps: int = 0
     bow_warmup_batch: int = 128
+    time_budget_s: float = 0.0
     max_recon_chunks: int = 2
     max_target_tokens: int = 96
     context_tokens: list[int] = field(default_factory=lambda: [512, 1024, 2048, 4096])

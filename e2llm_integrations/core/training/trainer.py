@@ -266,15 +266,40 @@ class Trainer:
             desc="training",
             disable=not self.dist.is_main,
         )
+        spent = self._step_seconds()
+        if self._over_budget(spent):
+            logger.info("Time budget of %ss already spent; nothing to train", self.cfg.time_budget_s)
+            return last
         for step in bar:
             t0 = time.perf_counter()
             last = self.train_step(step)
             last["sec"] = round(time.perf_counter() - t0, 3)
+            spent += last["sec"]
             bar.set_postfix(loss=f"{last['loss']:.3f}")
+            stop = self._over_budget(spent)
+            if stop:
+                last["stopped"] = "time_budget_s"
+                logger.info("Time budget of %ss spent at step %d", self.cfg.time_budget_s, step + 1)
             if self.dist.is_main:
-                self._finish_step(last, end)
+                self._finish_step(last, step + 1 if stop else end, final=stop)
             self.dist.barrier()  # the other ranks wait for validation and the checkpoint
+            if stop:
+                break
         return last
+
+    def _step_seconds(self) -> float:
+        """Step seconds logged so far (kept across resumes, so a budget spans sessions)."""
+        path = self.out_dir / METRICS_NAME
+        if not path.exists():
+            return 0.0
+        return sum(json.loads(line).get("sec", 0.0) for line in path.read_text().splitlines())
+
+    def _over_budget(self, spent: float) -> bool:
+        """Whether ``time_budget_s`` is spent; any rank over it stops them all."""
+        if not self.cfg.time_budget_s:
+            return False
+        over = float(spent >= self.cfg.time_budget_s)
+        return self.dist.all_reduce_sum({"over": over})["over"] > 0
 
     def _bow_warmup(self) -> None:
         """Stage 0 (:func:`.bow.bow_warmup`); deterministic, so a rerun repeats it exactly."""
@@ -290,10 +315,10 @@ class Trainer:
         )
         write_json(self.out_dir / BOW_WARMUP_NAME, log)
 
-    def _finish_step(self, record: dict[str, Any], end: int) -> None:
+    def _finish_step(self, record: dict[str, Any], end: int, final: bool = False) -> None:
         """Validate, log and checkpoint after a step as the schedule says (rank 0 only)."""
         done = record["step"]
-        if done % self.cfg.eval_every == 0 or done == self.cfg.steps:
+        if done % self.cfg.eval_every == 0 or done == self.cfg.steps or final:
             record.update(self.validate())
             logger.info(
                 "step %d: %s",
