@@ -280,11 +280,17 @@ def _load_lora(module: torch.nn.Module, file: Path, listed: bool) -> None:
 
 
 def load_weights(
-    model: E2LLMModel, root: Path, manifest: dict[str, Any], adapter: bool = True
+    model: E2LLMModel,
+    root: Path,
+    manifest: dict[str, Any],
+    adapter: bool = True,
+    encoder_lora: bool = True,
 ) -> None:
     """Load adapter and LoRA weights from ``root`` into ``model`` (keys and shapes checked).
 
-    ``adapter=False`` loads the LoRA weights only (a run that starts a new adapter).
+    ``adapter=False`` loads the LoRA weights only (a run that starts a new adapter);
+    ``encoder_lora=False`` leaves the encoder's LoRA as it is (a run that adds one to a
+    checkpoint whose encoder was frozen).
     """
     _check_bases(manifest, model, root)
     try:
@@ -292,10 +298,10 @@ def load_weights(
             model.adapter.load_state_dict(_load_tensors(root / ADAPTER_NAME))
     except RuntimeError as err:
         raise ValueError(f"Adapter weights in {root} do not fit this adapter: {err}") from err
-    for name, module in (
-        (DECODER_LORA_NAME, model.decoder),
-        (ENCODER_LORA_NAME, model.encoder.model),
-    ):
+    loras = [(DECODER_LORA_NAME, model.decoder)]
+    if encoder_lora:
+        loras.append((ENCODER_LORA_NAME, model.encoder.model))
+    for name, module in loras:
         _load_lora(module, root / name, name in manifest["files"])
 
 

@@ -91,3 +91,50 @@ def test_init_with_a_new_adapter_loads_the_lora_only(tiny_model_dirs, tmp_path) 
             torch.testing.assert_close(p, saved[name], msg=name)
     for name, p in pma.adapter.named_parameters():
         torch.testing.assert_close(p, before[name], msg=name)  # untouched: trains from scratch
+
+
+def test_a_lora_on_a_frozen_encoder_may_be_added_not_changed() -> None:
+    from e2llm_integrations.core.training.run import new_encoder_lora
+
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"]}
+    frozen, tuned = _config(), _config(lora=lora)
+    assert new_encoder_lora(frozen, tuned) and not new_encoder_lora(tuned, tuned)
+    assert init_differences(frozen, tuned) == ["encoder.lora"]
+    with pytest.raises(ValueError, match=r"encoder\.lora"):  # a trained one keeps its shape
+        init_differences(tuned, _config(lora={**lora, "r": 8}))
+    with pytest.raises(ValueError, match=r"encoder\.lora"):  # and is not dropped
+        init_differences(tuned, frozen)
+
+
+def test_init_adding_an_encoder_lora_loads_the_rest_and_starts_it_at_zero(tiny_model_dirs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    from e2llm_integrations.core import E2LLMModel, EncoderConfig, LoraSettings
+    from e2llm_integrations.core.training.run import _init_weights
+
+    from ..conftest import tiny_config
+
+    torch.manual_seed(0)
+    frozen = E2LLMModel.from_config(tiny_config(tiny_model_dirs), device="cpu")
+    with torch.no_grad():
+        for name, p in frozen.decoder.named_parameters():
+            if "lora_B" in name:
+                p.normal_()  # trained-looking LoRA (B starts at zero)
+    frozen.save_pretrained(tmp_path / "frozen")
+    encoder = EncoderConfig(
+        name_or_path=tiny_model_dirs["encoder"], max_length=64, batch_size=8,
+        lora=LoraSettings(r=2, alpha=4, target_modules=["query", "value"]),
+    )
+    tuned = E2LLMModel.from_config(tiny_config(tiny_model_dirs, encoder=encoder), device="cpu")
+    _init_weights(tuned, str(tmp_path / "frozen"))
+    saved = dict(frozen.named_parameters())
+    for name, p in tuned.decoder.named_parameters():
+        if "lora_" in name:
+            torch.testing.assert_close(p, saved[f"decoder.{name}"], msg=name)
+    for name, p in tuned.adapter.named_parameters():
+        torch.testing.assert_close(p, saved[f"adapter.{name}"], msg=name)
+    enc_b = [p for n, p in tuned.encoder.model.named_parameters() if "lora_B" in n]
+    assert enc_b and all(float(p.detach().abs().max()) == 0.0 for p in enc_b)  # starts as the base
+    texts = ["The tortoise sleeps in the office.", "A quiet harbour town."]
+    a, b = frozen.encoder(**frozen.encoder.tokenize(texts)), tuned.encoder(**tuned.encoder.tokenize(texts))
+    torch.testing.assert_close(a[0], b[0])  # same features: the model computes what it did

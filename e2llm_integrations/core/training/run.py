@@ -90,11 +90,24 @@ def fresh_adapter(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return saved.get("adapter", {}).get("kind") != wanted.get("adapter", {}).get("kind")
 
 
+def new_encoder_lora(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether ``wanted`` adds a LoRA to an encoder that ``saved`` kept frozen.
+
+    The new LoRA starts at zero (peft's B matrices), so the model starts out computing
+    exactly what the checkpoint did; its weights are not loaded from the checkpoint.
+    """
+    return (
+        saved.get("encoder", {}).get("lora") is None
+        and wanted.get("encoder", {}).get("lora") is not None
+    )
+
+
 def init_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     """Settings of ``wanted`` that differ from ``saved`` but keep the weights loadable.
 
     Another adapter kind is allowed (see :func:`fresh_adapter`): its settings, and the
-    soft tokens per chunk it makes, are then free too.
+    soft tokens per chunk it makes, are then free too. So is a LoRA on an encoder the
+    checkpoint kept frozen (see :func:`new_encoder_lora`).
 
     Raises:
         ValueError: When a difference would change the weights' meaning or shape
@@ -106,6 +119,8 @@ def init_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]
         free["adapter"] = tuple(set(saved.get("adapter", {})) | set(wanted.get("adapter", {})))
     elif wanted.get("adapter", {}).get("kind") == "pma":  # PMA queries are per soft token
         free["encoder"] = ("max_length", "batch_size")
+    if new_encoder_lora(saved, wanted):
+        free["encoder"] = (*free.get("encoder", ()), "lora")
     changed: list[str] = []
     fixed: list[str] = []
     for section in sorted(set(saved) | set(wanted)):
@@ -139,12 +154,16 @@ def _init_weights(model: E2LLMModel, path: str) -> None:
         raise ValueError(f"{path}: {err}") from err
     if changed:
         logger.info("init_checkpoint %s: this run changes %s", path, ", ".join(changed))
-    if fresh_adapter(manifest["config"], model.config.to_dict()):
-        load_weights(model, Path(path), manifest, adapter=False)
-        logger.info("Initialised LoRA weights from %s; the new adapter starts from scratch", path)
-        return
-    load_weights(model, Path(path), manifest)
-    logger.info("Initialised adapter and LoRA weights from %s", path)
+    saved, wanted = manifest["config"], model.config.to_dict()
+    fresh, encoder_lora = fresh_adapter(saved, wanted), new_encoder_lora(saved, wanted)
+    load_weights(model, Path(path), manifest, adapter=not fresh, encoder_lora=not encoder_lora)
+    logger.info(
+        "Initialised %s from %s%s%s",
+        "LoRA weights" if fresh else "adapter and LoRA weights",
+        path,
+        "; the new adapter starts from scratch" if fresh else "",
+        "; the new encoder LoRA starts at zero" if encoder_lora else "",
+    )
 
 
 def build_trainer(cfg: TrainConfig, dist: Distributed | None = None) -> Trainer:

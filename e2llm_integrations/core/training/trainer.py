@@ -268,7 +268,9 @@ class Trainer:
         )
         spent = self._step_seconds()
         if self._over_budget(spent):
-            logger.info("Time budget of %ss already spent; nothing to train", self.cfg.time_budget_s)
+            logger.info(
+                "Time budget of %ss already spent; nothing to train", self.cfg.time_budget_s
+            )
             return last
         for step in bar:
             t0 = time.perf_counter()
