@@ -66,7 +66,7 @@ def build(
     dist = dist or Distributed()
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
-    mcfg = E2LLMConfig(
+    mcfg = overrides.pop("model", None) or E2LLMConfig(
         encoder=EncoderConfig(name_or_path=encoder, max_length=64),
         decoder=DecoderConfig(name_or_path=decoder, lora=LoraSettings(r=4, alpha=8)),
         chunking=ChunkingConfig(chunk_tokens=16),

@@ -153,3 +153,24 @@ def test_time_budget_stops_validates_and_saves_then_resume_does_nothing(tiny_mod
     trained = _weights(first)
     for name, weight in _weights(again).items():
         torch.testing.assert_close(weight, trained[name], msg=name)
+
+
+def test_an_encoder_lora_trains_from_live_features(tiny_model_dirs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from e2llm_integrations.core.config import (
+        ChunkingConfig, DecoderConfig, E2LLMConfig, EncoderConfig, LoraSettings,
+    )
+
+    enc, dec = tiny_model_dirs["encoder"], tiny_model_dirs["decoder"]
+    model = E2LLMConfig(
+        encoder=EncoderConfig(name_or_path=enc, max_length=64, lora=LoraSettings(r=2, alpha=4, target_modules=["query", "value"])),
+        decoder=DecoderConfig(name_or_path=dec, lora=LoraSettings(r=4, alpha=8)),
+        chunking=ChunkingConfig(chunk_tokens=16),
+    )
+    trainer = build(enc, dec, str(tmp_path), 6, model=model, bow_weight=0.5)
+    before = {n: p.detach().clone() for n, p in trainer.model.encoder.model.named_parameters() if "lora_B" in n}
+    assert before and all(float(p.abs().max()) == 0.0 for p in before.values())
+    last = trainer.train()
+    assert last["step"] == 6 and "loss_bow" in json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    after = dict(trainer.model.encoder.model.named_parameters())
+    moved = [n for n in before if float((after[n].detach() - before[n]).abs().max()) > 0]
+    assert set(moved) == set(before)  # every encoder LoRA B learned from the loss
