@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from e2llm_integrations import E2LLMPipeline
+from e2llm_integrations.core.training.prepared import load_recon
 from e2llm_integrations.eval.common import write_json
 
 
@@ -28,6 +29,19 @@ def load(args: argparse.Namespace) -> tuple[E2LLMPipeline, float]:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     return E2LLMPipeline.from_pretrained(args.checkpoint), start
+
+
+def val_chunks(pipe: E2LLMPipeline, data_dir: str, n: int) -> list[str]:
+    """Up to ``n`` chunks (each of at least 32 characters) of the val paragraphs, in order."""
+    out: list[str] = []
+    for rec in load_recon(data_dir, "val"):
+        text = rec["text"] if isinstance(rec, dict) else rec.text
+        for chunk in pipe.chunk([text]) if text.strip() else []:
+            if len(chunk.text) >= 32:
+                out.append(chunk.text)
+            if len(out) == n:
+                return out
+    return out
 
 
 def record(args: argparse.Namespace, script: str, **fields: Any) -> dict[str, Any]:

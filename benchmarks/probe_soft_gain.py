@@ -26,20 +26,6 @@ import torch
 from e2llm_integrations import E2LLMPipeline
 from e2llm_integrations.core.model import TrainExample
 from e2llm_integrations.core.prompt import RECONSTRUCT_QUESTION
-from e2llm_integrations.core.training.prepared import load_recon
-
-
-def val_chunks(pipe: E2LLMPipeline, data_dir: str, n: int) -> list[str]:
-    """Up to ``n`` chunks (each of at least 32 characters) of the val paragraphs, in order."""
-    out: list[str] = []
-    for rec in load_recon(data_dir, "val"):
-        text = rec["text"] if isinstance(rec, dict) else rec.text
-        for chunk in pipe.chunk([text]) if text.strip() else []:
-            if len(chunk.text) >= 32:
-                out.append(chunk.text)
-            if len(out) == n:
-                return out
-    return out
 
 
 @torch.no_grad()
@@ -75,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-target", type=int, default=64, help="target tokens per chunk")
     args = ap.parse_args(argv)
     pipe, start = _probe.load(args)
-    texts = val_chunks(pipe, args.data_dir, args.n)
+    texts = _probe.val_chunks(pipe, args.data_dir, args.n)
     nats = losses(pipe, texts, args.max_target)
     result = _probe.record(
         args,
