@@ -1,4 +1,4 @@
-"""Answer scoring with LongBench/SQuAD normalisation: F1 and exact match."""
+"""Answer scoring with LongBench/SQuAD normalisation: F1, exact match and containment."""
 
 from __future__ import annotations
 
@@ -43,3 +43,19 @@ def best_score(prediction: str, truths: Sequence[str]) -> tuple[float, float]:
     return max(f1_score(prediction, t) for t in truths), max(
         exact_match(prediction, t) for t in truths
     )
+
+
+def answer_contained(prediction: str, truths: Sequence[str]) -> float:
+    """1.0 when a reference answer appears in ``prediction`` as whole words (normalised).
+
+    F1 and EM punish a verbose reply that holds the right answer; this does not, so it
+    compares a decoder trained for short answers fairly with one that talks around them.
+
+    Example:
+        >>> answer_contained("It was built by the Eiffel company.", ["Eiffel"])
+        1.0
+    """
+    if not truths:
+        raise ValueError("answer_contained needs at least one reference answer.")
+    words = f" {normalize_answer(prediction)} "
+    return float(any(f" {t} " in words for t in map(normalize_answer, truths) if t))

@@ -180,9 +180,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import render_results
+    from .report import keep_hand_written, render_results
 
     text = render_results(args.results_dir, args.out)
+    if args.out != "-" and Path(args.out).is_file():
+        text = keep_hand_written(text, Path(args.out).read_text())
     if args.out == "-":
         print(text)
     else:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.metrics import best_score
+from ..core.metrics import answer_contained, best_score
 from ..core.pipeline import E2LLMPipeline
 from ..data import Record, load_hotpotqa, load_squad
 from .systems import SYSTEMS, BaselineCache, EvalContext, SystemConfig, check_systems, run_system
@@ -234,11 +234,12 @@ def run_qa(
                 for name in cfg.systems:
                     ans = run_system(name, pipe, ctx, sample.question, cfg.system, cache)
                     f1, em = best_score(ans.text, sample.answers)
+                    held = answer_contained(ans.text, sample.answers)
                     cells.append({
                         "system": name, "task": task, "length": length, "qid": sample.qid,
                         "position": sample.position, "position_actual": round(where, 4),
                         "context_tokens": ctx.context_tokens, "f1": round(f1, 4), "em": em,
-                        "gold": sample.answers[0], **ans.to_dict(),
+                        "contained": held, "gold": sample.answers[0], **ans.to_dict(),
                     })  # fmt: skip
             logger.info("QA %s %d tokens: %s", task, length, _progress(cells, task, length))
     return cells
@@ -249,8 +250,16 @@ def _progress(cells: list[dict[str, Any]], task: str, length: int) -> str:
     return ", ".join(f"{s}: F1={v[task][str(length)]['f1']:.3f}" for s, v in table.items())
 
 
+def contained(cell: dict[str, Any]) -> float:
+    """A cell's ``contained`` score; files written before it existed get it from their
+    answer and first reference answer (``gold``)."""
+    if "contained" in cell:
+        return float(cell["contained"])
+    return answer_contained(cell["answer"], [cell["gold"]])
+
+
 def summarize_qa(cells: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """``{system: {task: {length: {"f1", "em", "n"}}}}`` means over questions."""
+    """``{system: {task: {length: {"f1", "em", "contained", "n"}}}}`` means over questions."""
     acc: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for c in cells:
         acc.setdefault((c["system"], c["task"], c["length"]), []).append(c)
@@ -259,6 +268,7 @@ def summarize_qa(cells: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, d
         out.setdefault(system, {}).setdefault(task, {})[str(length)] = {
             "f1": round(sum(r["f1"] for r in rows) / len(rows), 4),
             "em": round(sum(r["em"] for r in rows) / len(rows), 4),
+            "contained": round(sum(contained(r) for r in rows) / len(rows), 4),
             "n": len(rows),
         }
     return out

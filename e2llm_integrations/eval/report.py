@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import length_label, read_json
+from .qa import contained, summarize_qa
 
 REPRODUCE = """## How to reproduce
 
@@ -37,6 +38,9 @@ excerpts). The `full` and `rag` answers are reused from `data/cache/baseline_ans
 when the same question over the same text was answered before (`--baseline-cache none`
 reruns them). See `benchmarks/README.md` for how speed and memory are measured.
 """
+
+HAND_WRITTEN = "<!-- Written by hand from here on: `e2llm eval report` keeps it. -->"
+"""Marker in ``docs/RESULTS.md``: what follows it is carried over when the file is rendered."""
 
 NIAH_FILE = "niah.json"
 NIAH_PARAPHRASE_FILE = "niah_paraphrase.json"
@@ -74,16 +78,21 @@ def niah_table(result: dict[str, Any]) -> str:
 
 
 def qa_table(result: dict[str, Any]) -> str:
-    """Systems x (task, length): F1 / EM."""
-    summary = result["summary"]
+    """Systems x (task, length): F1 / EM / answer contained (re-summarised from the cells,
+    so files written before ``contained`` existed get it too)."""
+    summary = summarize_qa(result["cells"]) if result.get("cells") else result["summary"]
     cols = sorted({(t, int(n)) for v in summary.values() for t, by_n in v.items() for n in by_n})
-    header = ["system", *(f"{t} {length_label(n)} F1 / EM" for t, n in cols)]
+    header = ["system", *(f"{t} {length_label(n)} F1 / EM / contained" for t, n in cols)]
     rows = []
     for system, v in summary.items():
         cells = []
         for t, n in cols:
             cell = v.get(t, {}).get(str(n))
-            cells.append("-" if cell is None else f"{cell['f1']:.3f} / {cell['em']:.3f}")
+            cells.append(
+                "-"
+                if cell is None
+                else f"{cell['f1']:.3f} / {cell['em']:.3f} / {cell['contained']:.3f}"
+            )
         rows.append([system, *cells])
     n_per = {c["n"] for v in summary.values() for by_n in v.values() for c in by_n.values()}
     return _table(header, rows) + f"\n\nQuestions per cell: {', '.join(map(str, sorted(n_per)))}."
@@ -93,7 +102,8 @@ def cost_points(result: dict[str, Any], score: str) -> list[tuple[str, float, fl
     """``(system, mean input positions, mean score)`` over all cells of a result file."""
     acc: dict[str, list[tuple[float, float]]] = {}
     for c in result["cells"]:
-        acc.setdefault(c["system"], []).append((c["input_positions"], c[score]))
+        value = contained(c) if score == "contained" else c[score]
+        acc.setdefault(c["system"], []).append((c["input_positions"], value))
     return [
         (name, sum(p for p, _ in v) / len(v), sum(x for _, x in v) / len(v))
         for name, v in acc.items()
@@ -102,7 +112,8 @@ def cost_points(result: dict[str, Any], score: str) -> list[tuple[str, float, fl
 
 def quality_cost(root: Path, plot: bool = True, doc_dir: Path | None = None) -> str:
     """Quality against cost (decoder positions) per system, over QA and both NIAH variants."""
-    sources = (("QA F1", QA_FILE, "f1"), ("needles found", NIAH_FILE, "score"),
+    sources = (("QA F1", QA_FILE, "f1"), ("QA answer contained", QA_FILE, "contained"),
+               ("needles found", NIAH_FILE, "score"),
                ("paraphrased needles found", NIAH_PARAPHRASE_FILE, "score"))  # fmt: skip
     points = {
         label: cost_points(read_json(root / name), key)
@@ -333,3 +344,10 @@ def render_results(result_dir: str | Path, doc_path: str | Path = "docs/RESULTS.
         sweep_section(root / SWEEP_FILE),
     ]  # fmt: skip
     return "\n".join(parts).rstrip() + "\n"
+
+
+def keep_hand_written(rendered: str, previous: str | None) -> str:
+    """``rendered`` followed by whatever ``previous`` holds from :data:`HAND_WRITTEN` on."""
+    if not previous or HAND_WRITTEN not in previous:
+        return rendered
+    return rendered + "\n" + previous[previous.index(HAND_WRITTEN) :].rstrip() + "\n"

@@ -94,6 +94,20 @@ def test_report_renders_every_result_with_its_command(setup, niah_result, tmp_pa
     assert "niah_e2llm.png" in text and "| system |" in text
 
 
+def test_report_keeps_what_follows_the_hand_written_marker(setup, niah_result, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from e2llm_integrations.eval.report import HAND_WRITTEN
+
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text(f"# stale tables\n\nold numbers\n\n{HAND_WRITTEN}\n\n## Probe\n\nkept 0.245\n")
+    assert main(["eval", "report", "--results-dir", setup["out"], "--out", str(doc)]) == 0
+    text = doc.read_text()
+    assert "old numbers" not in text and niah_result["meta"]["command"] in text
+    assert text.index(niah_result["meta"]["command"]) < text.index(HAND_WRITTEN)
+    assert text.endswith(f"{HAND_WRITTEN}\n\n## Probe\n\nkept 0.245\n")
+    assert main(["eval", "report", "--results-dir", setup["out"], "--out", str(doc)]) == 0
+    assert doc.read_text() == text  # rendering again changes nothing
+
+
 def test_bad_options_exit_with_usage_error(setup, capsys) -> None:  # type: ignore[no-untyped-def]
     assert _run(setup, "eval", "niah", "--systems", "e2llm,gpt4") == 2
     assert "Unknown system" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from e2llm_integrations.core.metrics import answer_contained
 from e2llm_integrations.data import load_hotpotqa, load_squad
 from e2llm_integrations.eval import qa
 from e2llm_integrations.eval.qa import (
@@ -18,6 +19,7 @@ from e2llm_integrations.eval.qa import (
     squad_samples,
     summarize_qa,
 )
+from e2llm_integrations.eval.report import cost_points, qa_table
 from e2llm_integrations.eval.systems import Answer
 
 from .eval_support import write_data
@@ -110,8 +112,44 @@ def test_run_qa_scores_every_system_and_length(tiny_pipeline, data_dir: Path, mo
     assert len(cells) == 2 * 3 * 2
     assert all(c["context_tokens"] <= c["length"] + 10 for c in cells)
     summary = summarize_qa(cells)
-    assert summary["e2llm"]["multi_doc"]["400"] == {"f1": 1.0, "em": 1.0, "n": 3}
+    assert summary["e2llm"]["multi_doc"]["400"] == {"f1": 1.0, "em": 1.0, "contained": 1.0, "n": 3}
     assert summary["rag"]["multi_doc"]["200"]["f1"] == 0.0
+    assert summary["rag"]["multi_doc"]["200"]["contained"] == 0.0
+    assert all(c["contained"] in (0.0, 1.0) for c in cells)
+
+
+@pytest.mark.parametrize(
+    ("reply", "answers", "expected"),
+    [
+        ("The answer to this question is: static friction, as shown.", ["static friction"], 1.0),
+        ("Static Friction", ["static friction"], 1.0),
+        ("It was the Eiffelturm.", ["Eiffel"], 0.0),  # whole words only
+        ("friction that is static", ["static friction"], 0.0),  # in order
+        ("He was born in 1879.", ["Ulm", "1879"], 1.0),  # any reference answer
+        ("nothing here", ["the"], 0.0),  # an answer that normalises to nothing never matches
+    ],
+)
+def test_answer_contained(reply: str, answers: list[str], expected: float) -> None:
+    assert answer_contained(reply, answers) == expected
+
+
+def test_answer_contained_needs_a_reference() -> None:
+    with pytest.raises(ValueError, match="reference"):
+        answer_contained("x", [])
+
+
+def test_summary_and_table_fill_contained_for_old_files() -> None:
+    old = [  # cells written before the metric existed: no "contained" key
+        {"system": "rag@2", "task": "single_doc", "length": 2000, "f1": 0.1, "em": 0.0,
+         "gold": "static friction", "answer": "It is static friction, I think.", "input_positions": 9},
+        {"system": "rag@2", "task": "single_doc", "length": 2000, "f1": 0.0, "em": 0.0,
+         "gold": "Denver", "answer": "no idea", "input_positions": 11},
+    ]  # fmt: skip
+    assert summarize_qa(old)["rag@2"]["single_doc"]["2000"]["contained"] == 0.5
+    table = qa_table({"summary": {}, "cells": old})
+    assert "F1 / EM / contained" in table
+    assert "0.050 / 0.000 / 0.500" in table
+    assert cost_points({"cells": old}, "contained") == [("rag@2", 10.0, 0.5)]
 
 
 def test_config_refuses_unknown_task() -> None:

@@ -157,7 +157,11 @@ def test_time_budget_stops_validates_and_saves_then_resume_does_nothing(tiny_mod
 
 def test_an_encoder_lora_trains_from_live_features(tiny_model_dirs, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from e2llm_integrations.core.config import (
-        ChunkingConfig, DecoderConfig, E2LLMConfig, EncoderConfig, LoraSettings,
+        ChunkingConfig,
+        DecoderConfig,
+        E2LLMConfig,
+        EncoderConfig,
+        LoraSettings,
     )
 
     enc, dec = tiny_model_dirs["encoder"], tiny_model_dirs["decoder"]
