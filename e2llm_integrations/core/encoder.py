@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -97,6 +99,21 @@ class ChunkEncoder(nn.Module):
     @property
     def trainable(self) -> bool:
         return self.config.lora is not None
+
+    def lora_digest(self) -> str | None:
+        """sha256 (16 hex digits) of the LoRA weights; ``None`` for a frozen encoder.
+
+        Two checkpoints with the same base encoder but different encoder LoRAs make
+        different features, so corpora encoded by one must not be read by the other.
+        """
+        if self.config.lora is None:
+            return None
+        digest = hashlib.sha256()
+        for name, param in sorted(self.model.named_parameters()):
+            if "lora_" in name:
+                digest.update(name.encode())
+                digest.update(param.detach().float().cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor

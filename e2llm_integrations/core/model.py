@@ -174,7 +174,9 @@ class E2LLMModel(DecoderMixin, nn.Module):
         }
 
     def feature_fingerprint(self) -> dict[str, Any]:
-        """Settings that determine chunk features; encoded corpora carry it."""
+        """Settings (and encoder LoRA weights) that determine chunk features; encoded
+        corpora carry it. ``encoder_lora`` is ``False`` for a frozen encoder, else the
+        digest of its LoRA weights."""
         cfg = self.config
         return {
             "encoder": cfg.encoder.name_or_path,
@@ -183,7 +185,7 @@ class E2LLMModel(DecoderMixin, nn.Module):
             "token_states": self.encoder.token_states,
             "chunk_tokens": cfg.chunking.chunk_tokens,
             "overlap_tokens": cfg.chunking.overlap_tokens,
-            "encoder_lora": cfg.encoder.lora is not None,
+            "encoder_lora": self.encoder.lora_digest() or False,
         }
 
     # ------------------------------------------------------------------ prompts

@@ -110,7 +110,18 @@ def test_encoder_lora_round_trip(tiny_model_dirs, tmp_path: Path) -> None:  # ty
     assert (path / ENCODER_LORA_NAME).exists()
     loaded = E2LLMModel.from_pretrained(path, device="cpu")
     torch.testing.assert_close(loaded.encoder.encode(CHUNKS)[0], feats)
-    assert loaded.feature_fingerprint()["encoder_lora"] is True
+    digest = loaded.feature_fingerprint()["encoder_lora"]
+    assert digest == model.feature_fingerprint()["encoder_lora"]
+    assert isinstance(digest, str) and len(digest) == 16
+    with torch.no_grad():  # another encoder LoRA: corpora encoded by the first must not match
+        next(p for n, p in loaded.encoder.model.named_parameters() if "lora_B" in n).add_(0.01)
+    assert loaded.feature_fingerprint()["encoder_lora"] != digest
+
+
+def test_frozen_encoder_fingerprint_is_unchanged(tiny_model_dirs) -> None:  # type: ignore[no-untyped-def]
+    """Corpora saved before encoder LoRA digests existed (``encoder_lora: False``) still load."""
+    model = E2LLMModel.from_config(tiny_config(tiny_model_dirs), device="cpu")
+    assert model.feature_fingerprint()["encoder_lora"] is False
 
 
 @pytest.fixture()
