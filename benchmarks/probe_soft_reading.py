@@ -44,8 +44,10 @@ def embedding_top1(pipe: E2LLMPipeline, hay: str, trials: int, seed: int) -> flo
         for _ in range(trials):
             cut = hay.index(". ", rng.randrange(2000, len(hay) - 4000)) + 2
             text = hay[cut - 2000 : cut] + needle.sentence + " " + hay[cut : cut + 2000]
-            key = needle.answer.split()[-1]
-            chunk = next(c for c in pipe.chunk([text]) if key in c.text)
+            at = text.index(needle.answer.split()[-1], 2000)  # the needle starts at 2000
+            # The chunk holding the answer word's first character (a small chunk may
+            # split the word itself).
+            chunk = next(c for c in pipe.chunk([text]) if c.start <= at < c.end)
             sims = pooled(pipe, [chunk.text]) @ answers.T
             hits += int(sims[0].argmax()) == i
             total += 1
