@@ -11,10 +11,10 @@ of them). The paraphrased question is then asked as ``e2llm ask --expand 0`` wou
 greedily, with the checkpoint's decoder LoRA and with the base decoder, and an answer counts
 when it contains the answer word, as in ``e2llm eval niah --variant paraphrase``.
 
-If even oracle tokens at ``w = 16`` name nothing, one soft token per 16-64 tokens cannot
-carry a name into this decoder, however the encoder and adapter are trained, and soft-only
-recall needs more positions per fact (or a larger decoder). The 16 facts are evaluation
-data: this measures, it tunes nothing.
+The pooling is untrained (a trained adapter can do better than a mean, and the LoRA never
+saw pooled embeddings), so this bounds nothing strictly: it shows how far one vector per
+``w`` tokens is from what the decoder reads without training for it. The 16 facts are
+evaluation data: this measures, it tunes nothing.
 
 Usage:
     python benchmarks/probe_oracle_soft.py [--checkpoint PATH] [--windows 1,2,4,8,16,64]

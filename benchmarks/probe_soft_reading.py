@@ -43,8 +43,9 @@ def embedding_top1(pipe: E2LLMPipeline, hay: str, trials: int, seed: int) -> flo
     for i, needle in enumerate(PARAPHRASES):
         for _ in range(trials):
             cut = hay.index(". ", rng.randrange(2000, len(hay) - 4000)) + 2
-            text = hay[cut - 2000 : cut] + needle.sentence + " " + hay[cut : cut + 2000]
-            at = text.index(needle.answer.split()[-1], 2000)  # the needle starts at 2000
+            before = hay[cut - 2000 : cut]
+            text = before + needle.sentence + " " + hay[cut : cut + 2000]
+            at = text.index(needle.answer.split()[-1], len(before))
             # The chunk holding the answer word's first character (a small chunk may
             # split the word itself).
             chunk = next(c for c in pipe.chunk([text]) if c.start <= at < c.end)
